@@ -1,0 +1,120 @@
+//! The frames that travel between relay and agent, one per WebSocket binary message.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Identifies one request on one connection; the relay picks it, the agent echoes it.
+pub type RequestId = u64;
+
+/// One HTTP header: the name as HTTP/1 parsers hand it over (lowercase; header names are
+/// case-insensitive) and the value's bytes exactly as sent. A request keeps its headers as a list,
+/// so duplicates and their order survive.
+pub type Header = (String, Bytes);
+
+/// Everything that crosses the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// Agent → relay, first frame: who I am and which bots I serve. Must stay variant 0.
+    Hello(Hello),
+    /// Relay → agent, first frame: accepted, and the limits that apply to this session.
+    HelloAck(HelloAck),
+    /// Relay → agent: a webhook request for one of the agent's bots.
+    Request(Request),
+    /// Agent → relay: the bot's answer to a request.
+    Response(Response),
+    /// Agent → relay: the request could not be delivered to the bot, and why.
+    Failure(Failure),
+    /// Relay → agent: the caller is gone or the deadline passed; drop the request.
+    Cancel(RequestId),
+    /// Either way: are you there? Answered by [`Frame::Pong`] with the same value.
+    Ping(u64),
+    /// Either way: the answer to [`Frame::Ping`].
+    Pong(u64),
+}
+
+/// The agent's handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version the agent speaks. Must stay the first field.
+    pub version: u16,
+    /// A name for logs, such as the host name; not an identity.
+    pub agent: String,
+    /// The agent's software version, for logs.
+    pub software: String,
+    /// The bots this agent serves.
+    pub bots: Vec<String>,
+}
+
+/// The relay's answer to a [`Hello`] it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloAck {
+    /// The protocol version the relay speaks.
+    pub version: u16,
+    /// The relay's software version, for logs.
+    pub software: String,
+    /// The session number the relay logs under, so both sides' logs can be matched.
+    pub session: u64,
+    /// The largest body the relay will send or accept in this session.
+    pub max_body_bytes: u32,
+}
+
+/// A webhook request, as the relay received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Echoed in the [`Response`] or [`Failure`].
+    pub id: RequestId,
+    /// Which of the agent's bots this is for.
+    pub bot: String,
+    /// The HTTP method, such as `POST`.
+    pub method: String,
+    /// What followed `/hook/<bot>` in the path: empty, or starting with `/`.
+    pub path: String,
+    /// The query string without the `?`, if the request had one.
+    pub query: Option<String>,
+    /// The request headers, with `X-Forwarded-For` and `X-Forwarded-Proto` added by the relay.
+    pub headers: Vec<Header>,
+    /// The body bytes, untouched.
+    pub body: Bytes,
+    /// How long the relay waits for the answer; the agent gives up a little earlier.
+    pub timeout_ms: u32,
+}
+
+/// The bot's HTTP answer, passed back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The [`Request::id`] this answers.
+    pub id: RequestId,
+    /// The bot's status code.
+    pub status: u16,
+    /// The bot's headers, minus hop-by-hop ones.
+    pub headers: Vec<Header>,
+    /// The bot's body bytes, untouched.
+    pub body: Bytes,
+}
+
+/// Why the agent could not get an answer from the bot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The [`Request::id`] this answers.
+    pub id: RequestId,
+    /// What went wrong, for the relay to choose a status code.
+    pub kind: FailureKind,
+    /// One line for the relay's log.
+    pub message: String,
+}
+
+/// The classes of delivery failure the relay answers differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The bot's URL refused or dropped the connection (relay answers 502).
+    BotUnreachable,
+    /// The bot did not answer in time (relay answers 504).
+    BotTimeout,
+    /// The bot answered with something the agent cannot pass on, such as a body over the limit
+    /// (relay answers 502).
+    BadBotResponse,
+    /// The agent does not serve this bot or cannot build the request (relay answers 502).
+    Rejected,
+    /// The agent has too much in flight (relay answers 503).
+    Overloaded,
+}

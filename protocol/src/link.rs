@@ -1,0 +1,343 @@
+//! The connection loop both sides run over one WebSocket.
+//!
+//! A single writer task owns the sink: it batches whatever is queued into one flush, sends a
+//! [`Frame::Ping`] every third of the heartbeat timeout, and gives every write a deadline, so a peer
+//! that stops reading cannot wedge it. The reader answers pings itself and fails when nothing at
+//! all has arrived for the heartbeat timeout, which is how a peer that vanished without a FIN (a
+//! power cut, a dropped NAT mapping) is noticed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{
+    self, Message,
+    protocol::{CloseFrame, frame::coding::CloseCode},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{DecodeError, EncodeError, decode, encode};
+use crate::frame::Frame;
+
+/// The queue of messages waiting for the writer task. Bounded: senders wait when it is full.
+pub type Outbox = mpsc::Sender<Message>;
+
+/// How many messages may wait for the writer. In-flight requests are bounded separately, so this
+/// only smooths bursts; a full queue makes senders wait, it never drops data frames.
+pub const OUTBOX_CAPACITY: usize = 256;
+
+/// The timing and size limits of one link.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkConfig {
+    /// Nothing received for this long means the peer is gone. Pings go out every third of it, so
+    /// two lost pings in a row are tolerated.
+    pub heartbeat_timeout: Duration,
+    /// The largest message accepted, the same value as the WebSocket message limit.
+    pub frame_limit: usize,
+}
+
+impl LinkConfig {
+    /// How often the writer sends a ping.
+    pub fn ping_interval(&self) -> Duration {
+        self.heartbeat_timeout / 3
+    }
+
+    /// How long one batch of writes may take before the peer is considered stuck. As long as the
+    /// heartbeat timeout: a peer that cannot take a frame in that time would be declared dead anyway.
+    pub fn write_timeout(&self) -> Duration {
+        self.heartbeat_timeout
+    }
+}
+
+/// Why a link ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The peer sent a close frame.
+    #[error("peer closed the connection (code {code}: {reason})")]
+    Closed {
+        /// The close code, 1005 when the peer sent none.
+        code: u16,
+        /// The peer's reason text.
+        reason: String,
+    },
+    /// The connection ended without a close frame.
+    #[error("connection ended")]
+    Ended,
+    /// Nothing arrived within the heartbeat timeout.
+    #[error("no frame from the peer for {0:?}")]
+    Dead(Duration),
+    /// The WebSocket layer failed (I/O error, oversized message, protocol violation).
+    #[error("websocket: {0}")]
+    Transport(#[from] tungstenite::Error),
+    /// A message did not decode as a frame.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The peer sent a text message; this protocol only uses binary ones.
+    #[error("peer sent a text message")]
+    Text,
+}
+
+/// Turns a frame into the WebSocket message that carries it.
+pub fn message(frame: &Frame) -> Result<Message, EncodeError> {
+    Ok(Message::Binary(Bytes::from(encode(frame)?)))
+}
+
+/// A close message with a code and a reason (cut to the 123 bytes a close frame can hold).
+pub fn close_message(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason[..end].to_owned().into(),
+    }))
+}
+
+/// Owns the sink: sends queued messages in batches and pings on schedule, until the queue
+/// closes, a close message has been sent, a write fails or times out, or `stop` fires (then it
+/// says "going away" first). It cancels `stop` on the way out so the reader side ends too.
+pub async fn write_loop<Si>(
+    mut sink: Si,
+    mut queue: mpsc::Receiver<Message>,
+    config: LinkConfig,
+    stop: CancellationToken,
+) where
+    Si: Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    let start = tokio::time::Instant::now() + config.ping_interval();
+    let mut ping = tokio::time::interval_at(start, config.ping_interval());
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut nonce = 0u64;
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = stop.cancelled() => {
+                let bye = close_message(crate::close::GOING_AWAY, "going away");
+                let _ = tokio::time::timeout(config.write_timeout(), sink.send(bye)).await;
+                break;
+            }
+            queued = queue.recv() => match queued {
+                Some(message) => message,
+                None => break,
+            },
+            _ = ping.tick() => {
+                nonce = nonce.wrapping_add(1);
+                match message(&Frame::Ping(nonce)) {
+                    Ok(message) => message,
+                    Err(_) => continue,
+                }
+            }
+        };
+        let mut closing = matches!(first, Message::Close(_));
+        let batch = async {
+            sink.feed(first).await?;
+            while !closing {
+                let Ok(next) = queue.try_recv() else { break };
+                closing = matches!(next, Message::Close(_));
+                sink.feed(next).await?;
+            }
+            sink.flush().await
+        };
+        match tokio::time::timeout(config.write_timeout(), batch).await {
+            Ok(Ok(())) if !closing => {}
+            Ok(Ok(())) => break,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "websocket write failed");
+                break;
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?config.write_timeout(), "peer stopped reading; dropping the connection");
+                break;
+            }
+        }
+    }
+    stop.cancel();
+}
+
+/// Reads frames, answering pings on the way, with the heartbeat timeout as a receive deadline.
+#[derive(Debug)]
+pub struct LinkReader<St> {
+    stream: St,
+    outbox: Outbox,
+    config: LinkConfig,
+}
+
+impl<St> LinkReader<St>
+where
+    St: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    /// A reader that sends its pongs through `outbox`.
+    pub fn new(stream: St, outbox: Outbox, config: LinkConfig) -> Self {
+        Self {
+            stream,
+            outbox,
+            config,
+        }
+    }
+
+    /// The next binary message's bytes, undecoded (for the hello, whose version is read first).
+    pub async fn next_bytes(&mut self) -> Result<Bytes, LinkError> {
+        loop {
+            let received =
+                tokio::time::timeout(self.config.heartbeat_timeout, self.stream.next()).await;
+            let message = match received {
+                Err(_) => return Err(LinkError::Dead(self.config.heartbeat_timeout)),
+                Ok(None) => return Err(LinkError::Ended),
+                Ok(Some(Err(tungstenite::Error::ConnectionClosed))) => {
+                    return Err(LinkError::Ended);
+                }
+                Ok(Some(Err(error))) => return Err(error.into()),
+                Ok(Some(Ok(message))) => message,
+            };
+            match message {
+                Message::Binary(bytes) => return Ok(bytes),
+                Message::Close(frame) => {
+                    return Err(match frame {
+                        Some(frame) => LinkError::Closed {
+                            code: frame.code.into(),
+                            reason: frame.reason.to_string(),
+                        },
+                        None => LinkError::Closed {
+                            code: 1005,
+                            reason: String::new(),
+                        },
+                    });
+                }
+                Message::Text(_) => return Err(LinkError::Text),
+                // WebSocket-level pings are answered by tungstenite itself; they still count as
+                // signs of life, which the loop has just noted by receiving them.
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            }
+        }
+    }
+
+    /// The next frame that is not a heartbeat.
+    pub async fn next(&mut self) -> Result<Frame, LinkError> {
+        loop {
+            let bytes = self.next_bytes().await?;
+            match decode(&bytes, self.config.frame_limit)? {
+                Frame::Ping(nonce) => {
+                    // A full outbox means data is flowing to the peer, which tells it we are alive.
+                    if let Ok(pong) = message(&Frame::Pong(nonce)) {
+                        let _ = self.outbox.try_send(pong);
+                    }
+                }
+                Frame::Pong(_) => {}
+                frame => return Ok(frame),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    const CONFIG: LinkConfig = LinkConfig {
+        heartbeat_timeout: Duration::from_secs(30),
+        frame_limit: crate::MAX_FRAME_LEN,
+    };
+
+    async fn pair() -> (
+        WebSocketStream<tokio::io::DuplexStream>,
+        WebSocketStream<tokio::io::DuplexStream>,
+    ) {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let a = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
+        let b = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
+        (a, b)
+    }
+
+    /// Runs one side as a live link: a writer task and a reader.
+    fn live(
+        ws: WebSocketStream<tokio::io::DuplexStream>,
+    ) -> (
+        Outbox,
+        LinkReader<futures_util::stream::SplitStream<WebSocketStream<tokio::io::DuplexStream>>>,
+        CancellationToken,
+    ) {
+        let (sink, stream) = ws.split();
+        let (outbox, queue) = mpsc::channel(OUTBOX_CAPACITY);
+        let stop = CancellationToken::new();
+        tokio::spawn(write_loop(sink, queue, CONFIG, stop.clone()));
+        (outbox.clone(), LinkReader::new(stream, outbox, CONFIG), stop)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_live_sides_keep_each_other_alive_with_pings() {
+        let (a, b) = pair().await;
+        let (a_out, mut a_in, _a_stop) = live(a);
+        let (_b_out, mut b_in, _b_stop) = live(b);
+        let b_task = tokio::spawn(async move { b_in.next().await });
+        // Ten heartbeat timeouts of silence apart from pings: neither side declares the other dead.
+        tokio::time::sleep(CONFIG.heartbeat_timeout * 10).await;
+        a_out
+            .send(message(&Frame::Cancel(5)).expect("encode"))
+            .await
+            .expect("queue");
+        let got = b_task.await.expect("join").expect("frame");
+        assert_eq!(got, Frame::Cancel(5));
+        // And a's reader is still alive too.
+        assert!(
+            tokio::time::timeout(CONFIG.heartbeat_timeout * 2, a_in.next())
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_declared_dead_after_the_heartbeat_timeout() {
+        let (a, _silent) = pair().await;
+        let (_out, mut reader, _stop) = live(a);
+        let started = tokio::time::Instant::now();
+        let err = reader.next().await.expect_err("dead");
+        assert!(matches!(err, LinkError::Dead(_)));
+        assert_eq!(started.elapsed(), CONFIG.heartbeat_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_sends_going_away_and_the_peer_sees_the_code() {
+        let (a, b) = pair().await;
+        let (_a_out, _a_in, a_stop) = live(a);
+        let (_b_out, mut b_in, _b_stop) = live(b);
+        a_stop.cancel();
+        let err = b_in.next().await.expect_err("closed");
+        assert!(matches!(err, LinkError::Closed { code: 1001, .. }), "{err:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn oversized_and_text_messages_end_the_link() {
+        let (mut a, b) = pair().await;
+        let small = LinkConfig {
+            frame_limit: 16,
+            ..CONFIG
+        };
+        let (b_sink, b_stream) = b.split();
+        drop(b_sink);
+        let (outbox, _queue) = mpsc::channel(1);
+        let mut reader = LinkReader::new(b_stream, outbox, small);
+        a.send(Message::Binary(Bytes::from(vec![0; 17])))
+            .await
+            .expect("send");
+        assert!(matches!(
+            reader.next().await,
+            Err(LinkError::Decode(DecodeError::TooLarge { .. }))
+        ));
+        a.send(Message::text("hi")).await.expect("send");
+        assert!(matches!(reader.next().await, Err(LinkError::Text)));
+    }
+
+    #[test]
+    fn close_reason_is_cut_at_a_char_boundary() {
+        let long = "é".repeat(100);
+        let Message::Close(Some(frame)) = close_message(4001, &long) else {
+            panic!("not a close");
+        };
+        assert!(frame.reason.len() <= 123);
+        assert_eq!(u16::from(frame.code), 4001);
+    }
+}
