@@ -91,7 +91,10 @@ mod tests {
             path: "/rest".into(),
             query: Some("a=1&b=%20".into()),
             headers: vec![
-                ("content-type".into(), Bytes::from_static(b"application/json")),
+                (
+                    "content-type".into(),
+                    Bytes::from_static(b"application/json"),
+                ),
                 ("x-dup".into(), Bytes::from_static(b"one")),
                 ("x-other".into(), Bytes::from_static(b"\xff\x00 not utf-8")),
                 ("x-dup".into(), Bytes::from_static(b"two")),
@@ -232,7 +235,10 @@ mod tests {
         assert_eq!(peek_hello_version(&bytes), Some(9));
         let hello = encode(&all_frames()[0]).expect("encode");
         assert_eq!(peek_hello_version(&hello), Some(PROTOCOL_VERSION));
-        assert_eq!(peek_hello_version(&encode(&Frame::Ping(1)).expect("encode")), None);
+        assert_eq!(
+            peek_hello_version(&encode(&Frame::Ping(1)).expect("encode")),
+            None
+        );
     }
 
     #[test]

@@ -21,11 +21,11 @@ pub mod link;
 pub mod secret;
 
 pub use codec::{DecodeError, EncodeError, decode, encode, frame_limit, peek_hello_version};
-pub use link::{LinkConfig, LinkError, LinkReader, Outbox};
-pub use secret::Secret;
 pub use frame::{
     Failure, FailureKind, Frame, Header, Hello, HelloAck, Request, RequestId, Response,
 };
+pub use link::{LinkConfig, LinkError, LinkReader, Outbox};
+pub use secret::Secret;
 
 /// The protocol version this build speaks. Bump it on any change to [`Frame`] that an older peer
 /// could not decode; [`Frame::Hello`] stays the first variant with `version` as its first field

@@ -264,7 +264,11 @@ mod tests {
         let (outbox, queue) = mpsc::channel(OUTBOX_CAPACITY);
         let stop = CancellationToken::new();
         tokio::spawn(write_loop(sink, queue, CONFIG, stop.clone()));
-        (outbox.clone(), LinkReader::new(stream, outbox, CONFIG), stop)
+        (
+            outbox.clone(),
+            LinkReader::new(stream, outbox, CONFIG),
+            stop,
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -306,7 +310,10 @@ mod tests {
         let (_b_out, mut b_in, _b_stop) = live(b);
         a_stop.cancel();
         let err = b_in.next().await.expect_err("closed");
-        assert!(matches!(err, LinkError::Closed { code: 1001, .. }), "{err:?}");
+        assert!(
+            matches!(err, LinkError::Closed { code: 1001, .. }),
+            "{err:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,1 +1,132 @@
-fn main(){}
+//! `relay-server`: parse flags, set up logging and signals, bind, and run the relay.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use relay_server::{Cli, Config, Relay};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(format!("cannot start the async runtime: {error}")),
+    };
+    match runtime.block_on(serve(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(message),
+    }
+}
+
+async fn serve(cli: Cli) -> Result<(), String> {
+    let config = Config::from_cli(cli).map_err(|e| e.to_string())?;
+    let relay = Relay::prepare(config).map_err(|e| e.to_string())?;
+    let address = relay.config().listen;
+    let listener = TcpListener::bind(address).await.map_err(|error| match error.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "address {address} is already in use: stop the program using it or choose another with --listen"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "no permission to listen on {address}: ports below 1024 need root or CAP_NET_BIND_SERVICE; try --listen 0.0.0.0:8443"
+        ),
+        _ => format!("cannot listen on {address}: {error}"),
+    })?;
+    print_banner(&relay, &listener);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    relay.run(listener, shutdown).await;
+    Ok(())
+}
+
+/// Tells a new user the two things they need: the agent command and the webhook URL.
+fn print_banner(relay: &Relay, listener: &TcpListener) {
+    let config = relay.config();
+    let address = listener.local_addr().unwrap_or(config.listen);
+    let port = address.port();
+    let named = config.public_host.clone().or_else(|| {
+        (!address.ip().is_unspecified()).then(|| match address.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        })
+    });
+    let host = named.clone().unwrap_or_else(|| "HOST".into());
+    let (http, ws) = if relay.tls_enabled() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    let token = match relay.token_file() {
+        Some(_) => relay.any_bot_token().map(|t| t.expose().to_owned()),
+        None => relay
+            .any_bot_token()
+            .map(|_| "\"$RELAY_AGENT_TOKEN\"".to_owned()),
+    }
+    .unwrap_or_else(|| "TOKEN-FROM-YOUR-CONFIG".into());
+    let ca = relay
+        .self_signed_cert()
+        .map(|path| {
+            let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+            format!(" --ca {}", path.display())
+        })
+        .unwrap_or_default();
+    println!(
+        "relay-server {} listening on {address} ({http})",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!();
+    println!("Webhook URL of bot NAME:   {http}://{host}:{port}/hook/NAME");
+    println!("Run the agent beside the bot:");
+    println!(
+        "  relay-agent --relay {ws}://{host}:{port} --token {token}{ca} --bot NAME=http://127.0.0.1:PORT/PATH"
+    );
+    if named.is_none() {
+        println!(
+            "(replace HOST with this machine's public name or IP, or start with --public-host HOST)"
+        );
+    }
+    if let Some(cert) = relay.self_signed_cert() {
+        println!(
+            "The certificate is self-signed: copy {} to the agent's machine for --ca,",
+            cert.display()
+        );
+        println!("and upload it to Telegram as setWebhook's `certificate`.");
+    }
+    println!();
+}
+
+/// Cancels `shutdown` on SIGTERM (systemd, docker stop) or Ctrl-C.
+async fn watch_signals(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("relay-server: error: {message}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,131 @@
+//! Who may connect as an agent, and which bots each token may serve.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Mutex;
+
+use protocol::Secret;
+
+use crate::config::Config;
+
+/// How many bot names the relay remembers having seen declared under the any-bot token; it bounds
+/// what authenticated agents can make the relay keep.
+const MAX_SEEN_BOTS: usize = 10_000;
+
+/// The tokens the relay accepts and the bots it knows.
+#[derive(Debug)]
+pub struct Access {
+    any_bot: Option<Secret>,
+    grants: Vec<(String, Secret, BTreeSet<String>)>,
+    configured_bots: HashSet<String>,
+    seen_bots: Mutex<HashSet<String>>,
+}
+
+/// What an authenticated agent may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The grant's name, for logs ("any-bot token" for the single token).
+    pub name: String,
+    /// The bots it may serve; `None` for any.
+    pub bots: Option<BTreeSet<String>>,
+}
+
+impl Grant {
+    /// Whether this grant covers `bot`.
+    pub fn allows(&self, bot: &str) -> bool {
+        self.bots.as_ref().is_none_or(|bots| bots.contains(bot))
+    }
+}
+
+impl Access {
+    /// Access as configured; `any_bot` is the resolved single token, if one is in use.
+    pub fn new(config: &Config, any_bot: Option<Secret>) -> Self {
+        Self {
+            any_bot,
+            grants: config
+                .agents
+                .iter()
+                .map(|agent| {
+                    let bots = agent.bots.iter().cloned().collect();
+                    (agent.name.clone(), agent.token.clone(), bots)
+                })
+                .collect(),
+            configured_bots: config.configured_bots().map(str::to_owned).collect(),
+            seen_bots: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The grant that `presented` unlocks. Every token is compared, in constant time, so the
+    /// answer's timing says nothing about which one came close.
+    pub fn authenticate(&self, presented: &[u8]) -> Option<Grant> {
+        let mut found = None;
+        if let Some(token) = &self.any_bot {
+            if token.matches(presented) {
+                found = Some(Grant {
+                    name: "any-bot token".into(),
+                    bots: None,
+                });
+            }
+        }
+        for (name, token, bots) in &self.grants {
+            if token.matches(presented) && found.is_none() {
+                found = Some(Grant {
+                    name: name.clone(),
+                    bots: Some(bots.clone()),
+                });
+            }
+        }
+        found
+    }
+
+    /// Notes that an agent declared `bot`, so webhooks for it get 503 rather than 404 while no
+    /// agent is connected.
+    pub fn note_declared(&self, bot: &str) {
+        if let Ok(mut seen) = self.seen_bots.lock() {
+            if seen.len() < MAX_SEEN_BOTS {
+                seen.insert(bot.to_owned());
+            }
+        }
+    }
+
+    /// Whether webhooks for `bot` are expected: it is configured, or an agent has declared it.
+    pub fn knows(&self, bot: &str) -> bool {
+        self.configured_bots.contains(bot)
+            || self.seen_bots.lock().is_ok_and(|seen| seen.contains(bot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentGrant;
+
+    fn access() -> Access {
+        let mut config = Config::new("unused");
+        config.agents.push(AgentGrant {
+            name: "home".into(),
+            token: Secret::new("home-token-0123456789"),
+            bots: vec!["shop".into()],
+        });
+        Access::new(&config, Some(Secret::new("any-token-0123456789")))
+    }
+
+    #[test]
+    fn tokens_unlock_their_grants_only() {
+        let access = access();
+        let any = access.authenticate(b"any-token-0123456789").expect("any");
+        assert!(any.allows("whatever"));
+        let home = access.authenticate(b"home-token-0123456789").expect("home");
+        assert!(home.allows("shop") && !home.allows("echo"));
+        assert!(access.authenticate(b"home-token-012345678").is_none());
+        assert!(access.authenticate(b"").is_none());
+    }
+
+    #[test]
+    fn bots_are_known_when_configured_or_declared() {
+        let access = access();
+        assert!(access.knows("shop"));
+        assert!(!access.knows("echo"));
+        access.note_declared("echo");
+        assert!(access.knows("echo"));
+    }
+}

@@ -1,0 +1,37 @@
+//! Small helpers for the responses the relay makes itself.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+/// A response with `status` and `body` and nothing else.
+pub fn plain(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+}
+
+/// The relay's own answer: a status and one short sentence, never an error dump.
+pub fn text_response(status: StatusCode, sentence: &'static str) -> Response<Full<Bytes>> {
+    let mut response = plain(status, Bytes::from(format!("{sentence}\n")));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Headers that describe one hop, not the message, and so are never passed through (RFC 9110 §7.6.1).
+pub fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    )
+}

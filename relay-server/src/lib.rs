@@ -1,0 +1,164 @@
+//! `relay-server`: the public side of the webhook relay.
+//!
+//! Webhooks arrive at `POST /hook/<bot>[/<rest>]`; each goes, over the WebSocket that the bot's
+//! `relay-agent` opened to `/agent/v1`, to the agent, and the bot's answer comes back the same way.
+//! Both share one listening port, with TLS from files, a self-signed certificate, or none.
+//!
+//! # Layout
+//! - [`config`]: flags and file, validated once.
+//! - [`files`]: the generated agent token and private files in the data dir.
+//! - [`tls`]: server certificates, from files or self-signed.
+//! - [`access`]: tokens and which bots they may serve.
+//! - [`agents`]: connected sessions and the request/answer rendezvous.
+//! - [`session`]: one agent's WebSocket session.
+//! - [`webhook`]: the webhook intake.
+//! - [`server`]: the listener and routing.
+
+pub mod access;
+pub mod agents;
+pub mod config;
+pub mod files;
+mod http;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod tls;
+pub mod webhook;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use protocol::Secret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Cli, Config, ConfigError, TlsMode};
+
+use crate::access::Access;
+use crate::state::Shared;
+
+/// The file in the data dir that holds the generated agent token.
+pub const TOKEN_FILE: &str = "agent-token";
+
+/// Something that stops the relay from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The agent token file could not be read or written.
+    #[error("cannot keep the agent token in {path}: {source}")]
+    Token {
+        /// The token file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// A relay that is ready to serve: state and certificates are in place.
+#[derive(Debug)]
+pub struct Relay {
+    config: Config,
+    any_bot_token: Option<Secret>,
+    token_file: Option<PathBuf>,
+    tls: Option<tls::Tls>,
+}
+
+impl Relay {
+    /// Validates `config`, loads or creates the agent token and the certificate.
+    pub fn prepare(config: Config) -> Result<Self, SetupError> {
+        config.validate()?;
+        let (any_bot_token, token_file) = match (&config.agent_token, config.agents.is_empty()) {
+            (Some(token), _) => (Some(token.clone()), None),
+            (None, false) => (None, None),
+            (None, true) => {
+                let path = config.data_dir.join(TOKEN_FILE);
+                let token =
+                    files::load_or_create_token(&path).map_err(|source| SetupError::Token {
+                        path: path.clone(),
+                        source,
+                    })?;
+                (Some(token), Some(path))
+            }
+        };
+        let tls = tls::load(&config.tls, &config.data_dir, config.public_host.as_deref())?;
+        Ok(Self {
+            config,
+            any_bot_token,
+            token_file,
+            tls,
+        })
+    }
+
+    /// The token that may serve any bot, if one is in use.
+    pub fn any_bot_token(&self) -> Option<&Secret> {
+        self.any_bot_token.as_ref()
+    }
+
+    /// The data-dir file the any-bot token came from, when it was generated there.
+    pub fn token_file(&self) -> Option<&Path> {
+        self.token_file.as_deref()
+    }
+
+    /// The self-signed certificate's file, when the relay made one.
+    pub fn self_signed_cert(&self) -> Option<&Path> {
+        self.tls
+            .as_ref()
+            .and_then(|tls| tls.self_signed_cert.as_deref())
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serves on `listener` until `shutdown` fires, then lets in-flight work finish within the
+    /// configured grace period.
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
+        let access = Access::new(&self.config, self.any_bot_token);
+        let grace = self.config.limits.shutdown_grace;
+        let acceptor = self
+            .tls
+            .map(|tls| tokio_rustls::TlsAcceptor::from(tls.config));
+        let shared = Arc::new(Shared::new(
+            self.config,
+            access,
+            acceptor.is_some(),
+            shutdown,
+        ));
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(%address, tls = shared.tls, "relay listening");
+        }
+        server::accept_loop(listener, shared.clone(), acceptor).await;
+        shared.tasks.close();
+        if tokio::time::timeout(grace, shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "shutdown grace period over; dropping what is still in flight"
+            );
+        }
+        tracing::info!("relay stopped");
+    }
+}
+
+/// Prepares and runs a relay: the whole server behind `relay-server`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), SetupError> {
+    Relay::prepare(config)?.run(listener, shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The listener: accepts connections under a bound, terminates TLS, serves HTTP/1.1 and routes
+//! each request to the webhook intake, the agent endpoint or the health check.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::http::text_response;
+use crate::state::Shared;
+use crate::{session, webhook};
+
+/// A client that has not finished its TLS handshake by now is a scanner or a slowloris.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Telegram sends its ≤ 4 KiB header block at once; slower senders are holding a slot.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Telegram's header block is at most 4 KiB; 64 KiB leaves room for proxies and stays far under
+/// the protocol's head room.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// After EMFILE and friends, give other connections a moment to close before accepting again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Accepts until shutdown fires; connection tasks go on the shared tracker.
+pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
+    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    loop {
+        // The slot is taken before accepting, so a flood waits in the kernel's backlog, not in memory.
+        let slot = tokio::select! {
+            () = shared.shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shared.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    handle_accept_error(error).await;
+                    continue;
+                }
+            },
+        };
+        shared
+            .tasks
+            .spawn(connection(shared.clone(), stream, peer, tls.clone(), slot));
+    }
+}
+
+/// Per-connection errors (the peer reset before we accepted) are skipped; resource exhaustion
+/// pauses briefly instead of spinning.
+async fn handle_accept_error(error: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accept failed; pausing");
+    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve_http(shared, stream, peer).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_http(shared, stream, peer).await,
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
+                Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_http<Io>(shared: Arc<Shared>, io: Io, peer: SocketAddr)
+where
+    Io: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let service_state = shared.clone();
+    let service = service_fn(move |request| {
+        let shared = service_state.clone();
+        async move { Ok::<_, Infallible>(route(shared, request, peer).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shared.shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            match tokio::time::timeout(shared.config.limits.shutdown_grace, connection.as_mut()).await {
+                Ok(result) => result,
+                Err(_) => return,
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+async fn route(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    if path.starts_with(webhook::HOOK_PREFIX) {
+        webhook::handle(shared, request, peer).await
+    } else if path == protocol::AGENT_PATH {
+        session::upgrade(&shared, request, peer)
+    } else if path == "/healthz" {
+        text_response(StatusCode::OK, "ok")
+    } else {
+        text_response(StatusCode::NOT_FOUND, "not found")
+    }
+}

@@ -1,0 +1,298 @@
+//! One agent's WebSocket session on the relay: the upgrade on the agent endpoint, the hello
+//! handshake, and the loop that hands the agent's answers back to waiting webhooks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Sink, Stream, StreamExt};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use protocol::link::{self, LinkReader, OUTBOX_CAPACITY};
+use protocol::{Frame, HelloAck, LinkConfig, LinkError, PROTOCOL_VERSION, close};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{
+    self, Message, handshake::derive_accept_key, protocol::Role, protocol::WebSocketConfig,
+};
+use tracing::Instrument;
+
+use crate::access::Grant;
+use crate::agents::{AgentHandle, Reply};
+use crate::config::is_valid_bot_name;
+use crate::http::{plain, text_response};
+use crate::state::Shared;
+
+/// An agent that connected must say hello promptly; one that does not holds a connection slot.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long hyper may take to hand over the upgraded connection after the 101 went out.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the writer gets to flush a close frame when the session ends.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// One agent may serve many bots, but not an unbounded number.
+const MAX_BOTS_PER_AGENT: usize = 1000;
+
+/// Answers an upgrade request on the agent endpoint: checks the token, then hands the connection
+/// to [`serve`] in a tracked task. Refusals are plain HTTP errors, before any WebSocket exists.
+pub fn upgrade(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let headers = request.headers();
+    let has_token = |name, want: &str| {
+        headers.get_all(name).iter().any(|value: &HeaderValue| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(want)))
+        })
+    };
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let is_websocket = request.method() == hyper::Method::GET
+        && has_token(header::UPGRADE, "websocket")
+        && has_token(header::CONNECTION, "upgrade")
+        && headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13");
+    let Some(key) = key.filter(|_| is_websocket) else {
+        return text_response(
+            StatusCode::BAD_REQUEST,
+            "this is the relay-agent endpoint: expected a WebSocket upgrade",
+        );
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    let Some(grant) = shared.access.authenticate(presented) else {
+        tracing::warn!(%peer, "agent refused: invalid token");
+        return text_response(StatusCode::UNAUTHORIZED, "invalid agent token");
+    };
+    let worker = shared.clone();
+    shared.tasks.spawn(async move {
+        let upgraded =
+            match tokio::time::timeout(UPGRADE_TIMEOUT, hyper::upgrade::on(request)).await {
+                Ok(Ok(upgraded)) => upgraded,
+                Ok(Err(error)) => return tracing::debug!(%peer, %error, "agent upgrade failed"),
+                Err(_) => return tracing::debug!(%peer, "agent upgrade timed out"),
+            };
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(websocket_config(&worker)),
+        )
+        .await;
+        serve(ws, grant, peer, worker).await;
+    });
+    let mut response = plain(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// The WebSocket limits: the same value as the codec's frame limit, so neither layer can be made to
+/// buffer more than the other allows.
+fn websocket_config(shared: &Shared) -> WebSocketConfig {
+    let limit = protocol::frame_limit(shared.config.limits.max_body_bytes);
+    WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+}
+
+/// Runs one agent session to its end: handshake, registration, and the read loop.
+pub async fn serve<S>(ws: S, grant: Grant, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: Stream<Item = Result<Message, tungstenite::Error>>
+        + Sink<Message, Error = tungstenite::Error>
+        + Send
+        + Unpin
+        + 'static,
+{
+    let session = shared.next_session();
+    let span = tracing::info_span!("agent", session, %peer, grant = %grant.name);
+    async move {
+        let limits = shared.config.limits;
+        let config = LinkConfig {
+            heartbeat_timeout: limits.heartbeat_timeout,
+            frame_limit: protocol::frame_limit(limits.max_body_bytes),
+        };
+        let (sink, stream) = ws.split();
+        let (outbox, queue) = mpsc::channel(OUTBOX_CAPACITY);
+        let stop = shared.shutdown.child_token();
+        let writer = tokio::spawn(link::write_loop(sink, queue, config, stop.clone()));
+        let mut reader = LinkReader::new(stream, outbox.clone(), config);
+
+        let farewell = match handshake(&mut reader, &grant, session, &shared).await {
+            Err(refusal) => {
+                tracing::warn!(reason = %refusal.1, "agent refused");
+                Some(link::close_message(refusal.0, &refusal.1))
+            }
+            Ok(hello) => {
+                let ack = Frame::HelloAck(HelloAck {
+                    version: PROTOCOL_VERSION,
+                    software: concat!("relay-server ", env!("CARGO_PKG_VERSION")).into(),
+                    session,
+                    max_body_bytes: u32::try_from(limits.max_body_bytes).unwrap_or(u32::MAX),
+                });
+                let sent = match link::message(&ack) {
+                    Ok(ack) => outbox.send(ack).await.is_ok(),
+                    Err(_) => false,
+                };
+                if sent {
+                    let handle = Arc::new(AgentHandle::new(session, hello.agent, hello.bots, outbox.clone(), limits.max_in_flight_per_agent));
+                    for bot in &handle.bots {
+                        shared.access.note_declared(bot);
+                    }
+                    tracing::info!(agent = %handle.name, bots = ?handle.bots, software = %hello.software, "agent connected");
+                    let _registration = shared.registry.register(handle.clone());
+                    read_answers(&mut reader, &handle, &stop).await
+                } else {
+                    None
+                }
+            }
+        };
+        match farewell {
+            Some(close) => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, outbox.send(close)).await;
+            }
+            None => stop.cancel(),
+        }
+        drop(outbox);
+        drop(reader);
+        let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+/// A refusal: the close code and the sentence the agent will show its user.
+type Refusal = (u16, String);
+
+/// Reads and checks the agent's hello.
+async fn handshake<St>(
+    reader: &mut LinkReader<St>,
+    grant: &Grant,
+    session: u64,
+    shared: &Shared,
+) -> Result<protocol::Hello, Refusal>
+where
+    St: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    let bytes = match tokio::time::timeout(HELLO_TIMEOUT, reader.next_bytes()).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(error)) => return Err((close::PROTOCOL_ERROR, format!("no hello: {error}"))),
+        Err(_) => {
+            return Err((
+                close::HELLO_TIMEOUT,
+                format!("no hello within {HELLO_TIMEOUT:?}"),
+            ));
+        }
+    };
+    match protocol::peek_hello_version(&bytes) {
+        None => return Err((close::PROTOCOL_ERROR, "expected a hello frame first".into())),
+        Some(version) if version != PROTOCOL_VERSION => {
+            let upgrade = if version > PROTOCOL_VERSION {
+                "relay-server"
+            } else {
+                "relay-agent"
+            };
+            return Err((
+                close::VERSION_MISMATCH,
+                format!(
+                    "relay speaks protocol {PROTOCOL_VERSION}, agent speaks {version}: upgrade {upgrade}"
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    let frame_limit = protocol::frame_limit(shared.config.limits.max_body_bytes);
+    let Ok(Frame::Hello(mut hello)) = protocol::decode(&bytes, frame_limit) else {
+        return Err((close::PROTOCOL_ERROR, "malformed hello".into()));
+    };
+    hello.bots.sort();
+    hello.bots.dedup();
+    if hello.bots.is_empty() || hello.bots.len() > MAX_BOTS_PER_AGENT {
+        return Err((
+            close::BOT_NOT_ALLOWED,
+            format!("declare between 1 and {MAX_BOTS_PER_AGENT} bots"),
+        ));
+    }
+    if let Some(bot) = hello.bots.iter().find(|bot| !is_valid_bot_name(bot)) {
+        return Err((
+            close::BOT_NOT_ALLOWED,
+            format!("bot name {bot:?} must be 1-64 letters, digits, '_' or '-'"),
+        ));
+    }
+    if let Some(bot) = hello.bots.iter().find(|bot| !grant.allows(bot)) {
+        return Err((
+            close::BOT_NOT_ALLOWED,
+            format!("this agent token may not serve bot {bot:?}"),
+        ));
+    }
+    if hello.agent.len() > 64 {
+        let mut end = 64;
+        while !hello.agent.is_char_boundary(end) {
+            end -= 1;
+        }
+        hello.agent.truncate(end);
+    }
+    tracing::debug!(session, "hello accepted");
+    Ok(hello)
+}
+
+/// Routes the agent's answers to the waiting webhooks until the session ends. Returns the close
+/// frame to send, if the agent broke the protocol.
+async fn read_answers<St>(
+    reader: &mut LinkReader<St>,
+    handle: &AgentHandle,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Option<Message>
+where
+    St: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    loop {
+        let frame = tokio::select! {
+            () = stop.cancelled() => return None,
+            frame = reader.next() => frame,
+        };
+        match frame {
+            Ok(Frame::Response(response)) => {
+                handle.resolve(response.id, Reply::Response(response));
+            }
+            Ok(Frame::Failure(failure)) => {
+                handle.resolve(failure.id, Reply::Failure(failure));
+            }
+            Ok(other) => {
+                tracing::warn!(frame = ?std::mem::discriminant(&other), "agent sent an unexpected frame");
+                return Some(link::close_message(
+                    close::PROTOCOL_ERROR,
+                    "unexpected frame",
+                ));
+            }
+            Err(LinkError::Dead(after)) => {
+                tracing::warn!(
+                    ?after,
+                    in_flight = handle.in_flight(),
+                    "agent stopped answering; dropping it"
+                );
+                return None;
+            }
+            Err(LinkError::Decode(error)) => {
+                tracing::warn!(%error, "agent sent a bad frame");
+                return Some(link::close_message(close::PROTOCOL_ERROR, "bad frame"));
+            }
+            Err(error) => {
+                tracing::info!(reason = %error, in_flight = handle.in_flight(), "agent disconnected");
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! What every connection task of one running relay shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access::Access;
+use crate::agents::Registry;
+use crate::config::Config;
+
+/// The running relay's shared state.
+#[derive(Debug)]
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// Tokens and bots.
+    pub access: Access,
+    /// Connected agents.
+    pub registry: Arc<Registry>,
+    /// Whether the listener speaks TLS (for `X-Forwarded-Proto`).
+    pub tls: bool,
+    /// Fires when the relay is shutting down.
+    pub shutdown: CancellationToken,
+    /// Every connection and session task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    next_session: AtomicU64,
+}
+
+impl Shared {
+    /// State for a relay about to run.
+    pub fn new(config: Config, access: Access, tls: bool, shutdown: CancellationToken) -> Self {
+        Self {
+            config,
+            access,
+            registry: Arc::new(Registry::default()),
+            tls,
+            shutdown,
+            tasks: TaskTracker::new(),
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh session number.
+    pub fn next_session(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}

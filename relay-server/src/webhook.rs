@@ -1,0 +1,340 @@
+//! The webhook intake: `/hook/<bot>[/<rest>]`. Checks the request, carries it to the bot's agent and
+//! returns the bot's answer unchanged, or a status that tells Telegram to retry (never 410, which
+//! would make Telegram drop the webhook).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use protocol::{FailureKind, Header};
+use tracing::Instrument;
+
+use crate::agents::CallError;
+use crate::http::{is_hop_by_hop, plain, text_response};
+use crate::state::Shared;
+
+/// The path prefix of every webhook URL.
+pub const HOOK_PREFIX: &str = "/hook/";
+/// Telegram sends the whole body at once; a caller that trickles it is holding a connection slot.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// The header Telegram puts the webhook's `secret_token` in.
+const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+/// Splits `/hook/<bot>[/<rest>]` into the bot and the rest (empty, or starting with `/`).
+pub fn split_path(path: &str) -> Option<(&str, &str)> {
+    let tail = path.strip_prefix(HOOK_PREFIX)?;
+    let (bot, rest) = tail.find('/').map_or((tail, ""), |at| tail.split_at(at));
+    crate::config::is_valid_bot_name(bot).then_some((bot, rest))
+}
+
+/// Serves one webhook request.
+pub async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let Some((bot, rest)) = split_path(request.uri().path()) else {
+        return text_response(StatusCode::NOT_FOUND, "not found");
+    };
+    let (bot, rest) = (bot.to_owned(), rest.to_owned());
+    let span = tracing::debug_span!("webhook", %bot, %peer);
+    deliver(shared, request, peer, bot, rest)
+        .instrument(span)
+        .await
+}
+
+async fn deliver(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    bot: String,
+    rest: String,
+) -> Response<Full<Bytes>> {
+    let limits = shared.config.limits;
+    if !shared.access.knows(&bot) {
+        tracing::debug!("unknown bot");
+        return text_response(StatusCode::NOT_FOUND, "unknown bot");
+    }
+    if let Some(secret) = shared
+        .config
+        .bots
+        .get(&bot)
+        .and_then(|b| b.secret_token.as_ref())
+    {
+        let presented = request
+            .headers()
+            .get(SECRET_HEADER)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        if !secret.matches(presented) {
+            tracing::warn!("webhook refused: wrong or missing secret token");
+            return text_response(StatusCode::UNAUTHORIZED, "wrong secret token");
+        }
+    }
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|len| len > limits.max_body_bytes as u64) {
+        tracing::warn!(
+            length = declared_length,
+            limit = limits.max_body_bytes,
+            "webhook body too large"
+        );
+        return text_response(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    }
+    let Some(agent) = shared.registry.route(&bot) else {
+        tracing::debug!("no agent connected");
+        return text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no agent is connected for this bot",
+        );
+    };
+
+    let (parts, body) = request.into_parts();
+    let body = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(body, limits.max_body_bytes).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            tracing::warn!(limit = limits.max_body_bytes, "webhook body too large");
+            return text_response(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "webhook body unreadable");
+            return text_response(StatusCode::BAD_REQUEST, "body could not be read");
+        }
+        Err(_) => return text_response(StatusCode::REQUEST_TIMEOUT, "body not received in time"),
+    };
+
+    let request = protocol::Request {
+        id: 0,
+        bot,
+        method: parts.method.as_str().to_owned(),
+        path: rest,
+        query: parts.uri.query().map(str::to_owned),
+        headers: forwarded_headers(&parts.headers, peer, shared.tls),
+        body,
+        timeout_ms: u32::try_from(limits.bot_timeout.as_millis()).unwrap_or(u32::MAX),
+    };
+    let started = tokio::time::Instant::now();
+    match agent.call(request, limits.bot_timeout).await {
+        Ok(response) => {
+            tracing::debug!(status = response.status, elapsed = ?started.elapsed(), session = agent.session, "delivered");
+            bot_response(response)
+        }
+        Err(error) => {
+            let (status, sentence) = failure_status(&error);
+            tracing::warn!(%error, status = status.as_u16(), session = agent.session, "delivery failed");
+            text_response(status, sentence)
+        }
+    }
+}
+
+/// The status Telegram gets when the bot's answer did not come back: all of them make it retry.
+fn failure_status(error: &CallError) -> (StatusCode, &'static str) {
+    match error {
+        CallError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "agent is overloaded"),
+        CallError::AgentGone => (StatusCode::BAD_GATEWAY, "agent disconnected"),
+        CallError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "bot did not answer in time"),
+        CallError::Encode(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "request could not be relayed",
+        ),
+        CallError::Failed(failure) => match failure.kind {
+            FailureKind::BotTimeout => (StatusCode::GATEWAY_TIMEOUT, "bot did not answer in time"),
+            FailureKind::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "agent is overloaded"),
+            FailureKind::BotUnreachable => (StatusCode::BAD_GATEWAY, "bot is unreachable"),
+            FailureKind::BadBotResponse => (
+                StatusCode::BAD_GATEWAY,
+                "bot answered with something that cannot be relayed",
+            ),
+            FailureKind::Rejected => (
+                StatusCode::BAD_GATEWAY,
+                "agent could not deliver the request",
+            ),
+        },
+    }
+}
+
+/// The request's headers as they go to the bot: every end-to-end header in order, duplicates kept,
+/// then `X-Forwarded-For` (the caller's address appended to any the caller sent) and
+/// `X-Forwarded-Proto`.
+fn forwarded_headers(headers: &HeaderMap, peer: SocketAddr, tls: bool) -> Vec<Header> {
+    let mut out = Vec::with_capacity(headers.len() + 2);
+    let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    let mut forwarded_proto = None;
+    for (name, value) in headers {
+        match name.as_str() {
+            "x-forwarded-for" => forwarded_for.push(value.as_bytes()),
+            "x-forwarded-proto" => forwarded_proto = forwarded_proto.or(Some(value.as_bytes())),
+            name if is_hop_by_hop(name) => {}
+            name => out.push((name.to_owned(), Bytes::copy_from_slice(value.as_bytes()))),
+        }
+    }
+    let peer_ip = peer.ip().to_canonical().to_string();
+    let mut chain = forwarded_for.join(&b", "[..]);
+    if !chain.is_empty() {
+        chain.extend_from_slice(b", ");
+    }
+    chain.extend_from_slice(peer_ip.as_bytes());
+    out.push(("x-forwarded-for".into(), Bytes::from(chain)));
+    // Behind a TLS-terminating proxy the proxy knows the scheme; when we terminate TLS, we do.
+    let proto = match (tls, forwarded_proto) {
+        (true, _) => Bytes::from_static(b"https"),
+        (false, Some(theirs)) => Bytes::copy_from_slice(theirs),
+        (false, None) => Bytes::from_static(b"http"),
+    };
+    out.push(("x-forwarded-proto".into(), proto));
+    out
+}
+
+/// The bot's answer as Telegram gets it: status, headers and body unchanged, except hop-by-hop
+/// headers and `Content-Length`, which hyper sets from the body.
+fn bot_response(response: protocol::Response) -> Response<Full<Bytes>> {
+    let Ok(status) = StatusCode::from_u16(response.status) else {
+        tracing::warn!(
+            status = response.status,
+            "bot answered with an invalid status"
+        );
+        return text_response(
+            StatusCode::BAD_GATEWAY,
+            "bot answered with an invalid status",
+        );
+    };
+    let mut out = plain(status, response.body);
+    let headers = out.headers_mut();
+    for (name, value) in response.headers {
+        if is_hop_by_hop(&name) || name == "content-length" {
+            continue;
+        }
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_maybe_shared(value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => tracing::debug!(header = %name, "dropped an invalid header from the bot"),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_paths_split_into_bot_and_rest() {
+        assert_eq!(split_path("/hook/echo"), Some(("echo", "")));
+        assert_eq!(split_path("/hook/echo/"), Some(("echo", "/")));
+        assert_eq!(split_path("/hook/echo/a/b"), Some(("echo", "/a/b")));
+        assert_eq!(split_path("/hook/"), None);
+        assert_eq!(split_path("/hook"), None);
+        assert_eq!(split_path("/hooks/echo"), None);
+        assert_eq!(split_path("/hook/bad%20name"), None);
+    }
+
+    #[test]
+    fn forwarded_headers_keep_order_and_duplicates_and_add_the_caller() {
+        let mut headers = HeaderMap::new();
+        headers.append("content-type", HeaderValue::from_static("application/json"));
+        headers.append("x-dup", HeaderValue::from_static("1"));
+        headers.append("connection", HeaderValue::from_static("keep-alive"));
+        headers.append("x-dup", HeaderValue::from_static("2"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        headers.append("x-forwarded-proto", HeaderValue::from_static("http"));
+        let peer: SocketAddr = "149.154.167.220:4431".parse().expect("addr");
+        let out = forwarded_headers(&headers, peer, true);
+        let flat: Vec<(&str, &[u8])> = out.iter().map(|(n, v)| (n.as_str(), &v[..])).collect();
+        assert_eq!(
+            flat,
+            [
+                ("content-type", &b"application/json"[..]),
+                ("x-dup", b"1"),
+                ("x-dup", b"2"),
+                ("x-forwarded-for", b"203.0.113.9, 149.154.167.220"),
+                ("x-forwarded-proto", b"https"),
+            ]
+        );
+        let plain = forwarded_headers(&headers, peer, false);
+        assert_eq!(&plain.last().expect("proto").1[..], b"http");
+    }
+
+    #[test]
+    fn failures_map_to_statuses_telegram_retries_and_never_410() {
+        use protocol::Failure;
+        let kinds = [
+            FailureKind::BotTimeout,
+            FailureKind::Overloaded,
+            FailureKind::BotUnreachable,
+            FailureKind::BadBotResponse,
+            FailureKind::Rejected,
+        ];
+        let mut errors: Vec<CallError> = kinds
+            .into_iter()
+            .map(|kind| {
+                CallError::Failed(Failure {
+                    id: 1,
+                    kind,
+                    message: String::new(),
+                })
+            })
+            .collect();
+        errors.extend([
+            CallError::Overloaded,
+            CallError::AgentGone,
+            CallError::Timeout(Duration::from_secs(1)),
+        ]);
+        for error in &errors {
+            let (status, _) = failure_status(error);
+            assert!(status.is_server_error(), "{error:?} -> {status}");
+        }
+        assert_eq!(
+            failure_status(&CallError::Timeout(Duration::ZERO)).0,
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            failure_status(&CallError::AgentGone).0,
+            StatusCode::BAD_GATEWAY
+        );
+    }
+
+    #[test]
+    fn bot_answers_pass_through_without_hop_headers() {
+        let response = protocol::Response {
+            id: 1,
+            status: 200,
+            headers: vec![
+                (
+                    "content-type".into(),
+                    Bytes::from_static(b"multipart/form-data; boundary=xyz"),
+                ),
+                ("transfer-encoding".into(), Bytes::from_static(b"chunked")),
+                ("content-length".into(), Bytes::from_static(b"999")),
+                ("set-cookie".into(), Bytes::from_static(b"a=1")),
+                ("set-cookie".into(), Bytes::from_static(b"b=2")),
+            ],
+            body: Bytes::from_static(b"--xyz--"),
+        };
+        let out = bot_response(response);
+        assert_eq!(out.status(), StatusCode::OK);
+        assert_eq!(
+            out.headers()["content-type"],
+            "multipart/form-data; boundary=xyz"
+        );
+        assert!(out.headers().get("transfer-encoding").is_none());
+        assert!(out.headers().get("content-length").is_none());
+        assert_eq!(out.headers().get_all("set-cookie").iter().count(), 2);
+    }
+}
