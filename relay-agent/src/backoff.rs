@@ -1,0 +1,123 @@
+//! Jittered exponential backoff between attempts to reach the relay.
+//!
+//! "Equal jitter": each delay is half the current step plus a random amount up to the other half.
+//! The fixed half keeps a crashed relay from being hammered; the random half keeps a fleet of
+//! agents from reconnecting in lockstep after the relay restarts.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// The first step. Small, so that a relay restart sees its agents back within about a second or
+/// two: the first four delays add up to at most 1.5 s.
+pub const INITIAL_DELAY: Duration = Duration::from_millis(100);
+
+/// The largest step: a relay that has been down for a while is retried twice a minute, which
+/// costs nothing and brings the agent back soon after the relay is.
+pub const MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// Each failed attempt doubles the step.
+const FACTOR: u32 = 2;
+
+/// A session that lasted this long was healthy, so the next failure starts again from
+/// [`INITIAL_DELAY`] instead of where the last outage left off. Shorter sessions keep growing the
+/// delay, so a relay that accepts and then drops the agent at once is not hammered either.
+pub const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+
+/// The delays between attempts.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    step: Duration,
+    initial: Duration,
+    max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(INITIAL_DELAY, MAX_DELAY)
+    }
+}
+
+impl Backoff {
+    /// Backoff that starts at `initial` and grows up to `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            step: initial,
+            initial,
+            max,
+        }
+    }
+
+    /// The delay before the next attempt, drawn with the thread's random generator.
+    pub fn next_delay(&mut self) -> Duration {
+        self.next_delay_with(&mut rand::rng())
+    }
+
+    /// The delay before the next attempt: between half the current step and the whole of it.
+    /// The step then grows, up to the maximum.
+    pub fn next_delay_with(&mut self, rng: &mut impl Rng) -> Duration {
+        let half = self.step / 2;
+        let jitter = rng.random_range(Duration::ZERO..=self.step - half);
+        self.step = (self.step * FACTOR).min(self.max);
+        half + jitter
+    }
+
+    /// Starts again from the initial step, after a healthy session.
+    pub fn reset(&mut self) {
+        self.step = self.initial;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    #[test]
+    fn delays_grow_then_cap_and_stay_within_the_jitter_bounds() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut backoff = Backoff::default();
+        let mut step = INITIAL_DELAY;
+        for _ in 0..20 {
+            let delay = backoff.next_delay_with(&mut rng);
+            assert!(
+                delay >= step / 2 && delay <= step,
+                "{delay:?} outside {step:?}"
+            );
+            step = (step * 2).min(MAX_DELAY);
+        }
+        assert_eq!(step, MAX_DELAY);
+        assert!(backoff.next_delay_with(&mut rng) >= MAX_DELAY / 2);
+    }
+
+    #[test]
+    fn delays_are_not_all_the_same() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let delays: Vec<_> = (0..10)
+            .map(|_| Backoff::new(MAX_DELAY, MAX_DELAY).next_delay_with(&mut rng))
+            .collect();
+        assert!(delays.iter().any(|d| *d != delays[0]), "{delays:?}");
+    }
+
+    #[test]
+    fn reset_starts_from_the_initial_step() {
+        let mut backoff = Backoff::default();
+        for _ in 0..10 {
+            backoff.next_delay();
+        }
+        assert!(backoff.next_delay() >= MAX_DELAY / 2);
+        backoff.reset();
+        assert!(backoff.next_delay() <= INITIAL_DELAY);
+    }
+
+    #[test]
+    fn a_relay_restart_is_retried_within_two_seconds() {
+        let mut backoff = Backoff::default();
+        let first_five: Duration = (0..5).map(|_| backoff.next_delay()).sum();
+        assert!(first_five <= Duration::from_millis(3100), "{first_five:?}");
+        let mut backoff = Backoff::default();
+        let first_four: Duration = (0..4).map(|_| backoff.next_delay()).sum();
+        assert!(first_four <= Duration::from_millis(1500), "{first_four:?}");
+    }
+}

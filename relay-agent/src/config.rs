@@ -1,0 +1,426 @@
+//! The agent's settings: command-line flags, the optional TOML file, and the validated [`Config`]
+//! both turn into.
+//!
+//! Flags override the file; bots from both are merged. Everything is checked once, here, so the
+//! rest of the agent works with values that are known to be usable.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use protocol::Secret;
+use serde::Deserialize;
+
+use crate::url::{BotUrl, RelayUrl};
+
+/// How many requests may be at the bot at once. Telegram opens at most 100 connections per bot
+/// (`max_connections` ≤ 100), so 100 never holds back a single bot.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 100;
+
+/// The largest `--max-concurrency` accepted: far past anything Telegram sends, low enough that a
+/// typo cannot turn the agent into a flood against its own bots.
+pub const MAX_CONCURRENCY_LIMIT: usize = 10_000;
+
+/// How long a bot may take to answer. Telegram gives up after 60 s and the relay sooner, so 30 s
+/// leaves room for the relay to answer with a clean 504 before Telegram retries on its own.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the relay may stay silent before the connection counts as dead. Pings go every third
+/// of it, so a vanished relay (power cut, dropped NAT mapping) is noticed within 30 s.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The shortest heartbeat timeout accepted, so that pings every third of it are not a busy loop.
+pub const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How long the agent keeps trying to reach the relay on its first start before it gives up: a
+/// mistyped `--relay` should fail loudly under a service manager, not retry in silence forever.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The name used in the hello when neither `--name` nor the host name gives one.
+pub const FALLBACK_NAME: &str = "relay-agent";
+
+/// Command-line flags. Each may also come from the config file; a flag wins over the file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "relay-agent",
+    version,
+    about = "Dials out to relay-server and forwards webhook requests to bots on this network.",
+    after_help = "Stops cleanly on SIGTERM or Ctrl-C (SIGINT). Logging follows RUST_LOG (default: info)."
+)]
+pub struct Cli {
+    /// The relay's address: ws://HOST:PORT or wss://HOST:PORT (the port defaults to 80 / 443).
+    /// A path, if any, is kept and /agent/v1 is appended.
+    #[arg(long, value_name = "URL")]
+    pub relay: Option<String>,
+
+    /// The agent token the relay expects (sent as a bearer token). Prefer the environment
+    /// variable, so the token does not show in the process list.
+    #[arg(long, env = "RELAY_AGENT_TOKEN", hide_env_values = true, value_name = "TOKEN",
+          value_parser = parse_secret)]
+    pub token: Option<Secret>,
+
+    /// A PEM file with the certificate(s) to trust for the relay, in addition to the system's
+    /// roots; needed when relay-server uses a self-signed certificate.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// A bot to serve: its name on the relay and the plain-HTTP URL of its local webhook
+    /// endpoint, e.g. echo=http://127.0.0.1:8080/webhook. Repeat for more bots.
+    #[arg(long = "bot", value_name = "NAME=URL")]
+    pub bots: Vec<String>,
+
+    /// A TOML file with the same settings (keys: relay, token, ca, name, max_concurrency,
+    /// request_timeout, heartbeat_timeout, startup_timeout, and a [bots.NAME] table with url).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The name this agent gives the relay, for logs [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// How many requests may be at the bots at once, 1 to 10000 [default: 100].
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
+
+    /// How long a bot may take to answer, such as 30s [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub request_timeout: Option<String>,
+
+    /// How long the relay may stay silent before the agent reconnects [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub heartbeat_timeout: Option<String>,
+
+    /// How long to keep trying to reach the relay at start before exiting with an error;
+    /// 0s retries forever. After the first connection the agent always retries [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub startup_timeout: Option<String>,
+}
+
+fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value))
+}
+
+/// The config file. Unknown keys are errors, so a typo is caught instead of silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    relay: Option<String>,
+    token: Option<Secret>,
+    ca: Option<PathBuf>,
+    name: Option<String>,
+    max_concurrency: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    request_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    heartbeat_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    startup_timeout: Option<Duration>,
+    /// A table per bot, so that bots can grow keys without changing the file's shape.
+    #[serde(default)]
+    bots: BTreeMap<String, FileBot>,
+}
+
+/// One `[bots.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBot {
+    url: String,
+}
+
+/// A bot this agent serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bot {
+    /// The bot's name on the relay (`[A-Za-z0-9_-]{1,64}`).
+    pub name: String,
+    /// Where the bot listens for webhook requests.
+    pub url: BotUrl,
+}
+
+/// Validated settings. Build it with [`Config::from_cli`] or [`Config::new`]; the tuning fields
+/// are public and checked again by [`Config::validate`] when the agent starts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where relay-server listens for agents.
+    pub relay: RelayUrl,
+    /// The bearer token the relay expects.
+    pub token: Secret,
+    /// Extra certificates to trust for the relay (PEM).
+    pub ca: Option<PathBuf>,
+    /// The bots this agent serves, in the order given.
+    pub bots: Vec<Bot>,
+    /// The name announced in the hello, for the relay's logs.
+    pub name: String,
+    /// How many requests may be at the bots at once.
+    pub max_concurrency: usize,
+    /// How long a bot may take to answer.
+    pub request_timeout: Duration,
+    /// How long the relay may stay silent before the connection counts as dead.
+    pub heartbeat_timeout: Duration,
+    /// How long to try reaching the relay at start; `None` retries forever.
+    pub startup_timeout: Option<Duration>,
+}
+
+/// A setting is missing or unusable. Each message is one line that says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No relay URL anywhere.
+    #[error("no relay URL: pass --relay wss://HOST:PORT (or set relay in the config file)")]
+    MissingRelay,
+    /// The relay URL does not parse or is not ws/wss.
+    #[error("relay URL '{url}' {reason}: pass --relay ws://HOST[:PORT] or wss://HOST[:PORT]")]
+    RelayUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No token anywhere.
+    #[error("no agent token: pass --token, set RELAY_AGENT_TOKEN, or set token in the config file")]
+    MissingToken,
+    /// The token cannot go into an HTTP header.
+    #[error("the agent token {0}: copy it again from the relay's configuration")]
+    Token(&'static str),
+    /// No bots anywhere.
+    #[error(
+        "no bots: pass --bot NAME=http://127.0.0.1:PORT/PATH at least once (or add a [bots.NAME] table to the config file)"
+    )]
+    NoBots,
+    /// A `--bot` value without `=`.
+    #[error("--bot '{0}' is not NAME=URL: write it like --bot echo=http://127.0.0.1:8080/webhook")]
+    BotSpec(String),
+    /// A bot name outside `[A-Za-z0-9_-]{1,64}`.
+    #[error("bot name '{0}' is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -")]
+    BotName(String),
+    /// A bot URL that is not plain HTTP with a host.
+    #[error("bot '{bot}' URL '{url}' {reason}")]
+    BotUrl {
+        /// The bot's name.
+        bot: String,
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it and what to use instead.
+        reason: &'static str,
+    },
+    /// The same bot name twice.
+    #[error("bot '{0}' is declared twice: give each bot one --bot flag or one [bots.NAME] table")]
+    DuplicateBot(String),
+    /// A number or duration out of range.
+    #[error("{key} {reason}")]
+    Value {
+        /// The flag.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+    /// The config file cannot be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why, with the line when known.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// A config with every default, for code (such as end-to-end tests) that builds it directly.
+    /// `bots` holds `(name, url)` pairs.
+    pub fn new(
+        relay_url: &str,
+        token: Secret,
+        bots: Vec<(String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let bots = bots
+            .into_iter()
+            .map(|(name, url)| bot(name, &url))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = Config {
+            relay: RelayUrl::parse(relay_url)?,
+            token,
+            ca: None,
+            bots,
+            name: default_name(),
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            startup_timeout: Some(DEFAULT_STARTUP_TIMEOUT),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Merges the flags with the config file they name, if any, and validates the result.
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => File::default(),
+        };
+        let relay = cli.relay.or(file.relay).ok_or(ConfigError::MissingRelay)?;
+        let mut bots = cli
+            .bots
+            .iter()
+            .map(|spec| {
+                let (name, url) = spec
+                    .split_once('=')
+                    .ok_or_else(|| ConfigError::BotSpec(spec.clone()))?;
+                bot(name.to_owned(), url)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (name, entry) in file.bots {
+            bots.push(bot(name, &entry.url)?);
+        }
+        let config = Config {
+            relay: RelayUrl::parse(&relay)?,
+            token: cli.token.or(file.token).ok_or(ConfigError::MissingToken)?,
+            ca: cli.ca.or(file.ca),
+            bots,
+            name: cli.name.or(file.name).unwrap_or_else(default_name),
+            max_concurrency: cli
+                .max_concurrency
+                .or(file.max_concurrency)
+                .unwrap_or(DEFAULT_MAX_CONCURRENCY),
+            request_timeout: duration(
+                "--request-timeout",
+                cli.request_timeout,
+                file.request_timeout,
+            )?
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            heartbeat_timeout: duration(
+                "--heartbeat-timeout",
+                cli.heartbeat_timeout,
+                file.heartbeat_timeout,
+            )?
+            .unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT),
+            // Zero means "retry forever", which is what `None` says.
+            startup_timeout: match duration(
+                "--startup-timeout",
+                cli.startup_timeout,
+                file.startup_timeout,
+            )? {
+                None => Some(DEFAULT_STARTUP_TIMEOUT),
+                Some(Duration::ZERO) => None,
+                Some(timeout) => Some(timeout),
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the fields a caller may have set by hand. [`crate::run`] calls it first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let token = self.token.expose();
+        if token.is_empty() {
+            return Err(ConfigError::Token("is empty"));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::Token(
+                "has spaces, control or non-ASCII characters",
+            ));
+        }
+        if self.bots.is_empty() {
+            return Err(ConfigError::NoBots);
+        }
+        for (i, bot) in self.bots.iter().enumerate() {
+            check_bot_name(&bot.name)?;
+            if self.bots[..i].iter().any(|other| other.name == bot.name) {
+                return Err(ConfigError::DuplicateBot(bot.name.clone()));
+            }
+        }
+        if self.name.trim().is_empty() || self.name.len() > 255 {
+            return Err(ConfigError::Value {
+                key: "--name",
+                reason: "must be 1 to 255 bytes".into(),
+            });
+        }
+        if !(1..=MAX_CONCURRENCY_LIMIT).contains(&self.max_concurrency) {
+            return Err(ConfigError::Value {
+                key: "--max-concurrency",
+                reason: format!("must be between 1 and {MAX_CONCURRENCY_LIMIT}"),
+            });
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError::Value {
+                key: "--request-timeout",
+                reason: "must be more than 0s".into(),
+            });
+        }
+        if self.heartbeat_timeout < MIN_HEARTBEAT_TIMEOUT {
+            return Err(ConfigError::Value {
+                key: "--heartbeat-timeout",
+                reason: format!("must be at least {MIN_HEARTBEAT_TIMEOUT:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn bot(name: String, url: &str) -> Result<Bot, ConfigError> {
+    check_bot_name(&name)?;
+    let url = BotUrl::parse(url).map_err(|reason| ConfigError::BotUrl {
+        bot: name.clone(),
+        url: url.to_owned(),
+        reason,
+    })?;
+    Ok(Bot { name, url })
+}
+
+fn check_bot_name(name: &str) -> Result<(), ConfigError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::BotName(name.to_owned()))
+    }
+}
+
+/// A flag's duration if given, else the file's.
+fn duration(
+    key: &'static str,
+    flag: Option<String>,
+    file: Option<Duration>,
+) -> Result<Option<Duration>, ConfigError> {
+    match flag {
+        None => Ok(file),
+        Some(text) => humantime_serde::re::humantime::parse_duration(&text)
+            .map(Some)
+            .map_err(|error| ConfigError::Value {
+                key,
+                reason: format!("'{text}' is not a duration ({error}): write it like 30s or 1m"),
+            }),
+    }
+}
+
+fn read_file(path: &Path) -> Result<File, ConfigError> {
+    let error = |reason: String| ConfigError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read it: {e}")))?;
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        match line {
+            Some(line) => error(format!("line {line}: {}", crate::one_line(e.message()))),
+            None => error(crate::one_line(e.message())),
+        }
+    })
+}
+
+/// The host name, so that the relay's logs say which machine an agent runs on.
+fn default_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && name.len() <= 255)
+        .unwrap_or_else(|| FALLBACK_NAME.to_owned())
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,328 @@
+//! Tests for [`super`]: flags, the file, their merge, and every validation message being one line.
+
+use super::*;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml");
+
+fn cli(args: &[&str]) -> Cli {
+    let mut argv = vec!["relay-agent"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv).expect("flags parse")
+}
+
+fn config(args: &[&str]) -> Result<Config, ConfigError> {
+    Config::from_cli(cli(args))
+}
+
+const BASE: [&str; 4] = [
+    "--relay",
+    "wss://relay.example.com:8443",
+    "--token",
+    "tok-123",
+];
+
+fn with_base(extra: &[&str]) -> Result<Config, ConfigError> {
+    let mut args = BASE.to_vec();
+    args.extend_from_slice(extra);
+    config(&args)
+}
+
+/// A config file in the temp directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("relay-agent-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, contents).expect("write temp file");
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn assert_one_line(error: &ConfigError) {
+    let text = error.to_string();
+    assert!(!text.contains('\n') && !text.is_empty(), "{text:?}");
+}
+
+#[test]
+fn a_good_bot_flag_is_parsed() {
+    let config = with_base(&[
+        "--bot",
+        "echo=http://127.0.0.1:8080/webhook",
+        "--bot",
+        "b-2=http://localhost:9/",
+    ])
+    .expect("valid");
+    let names: Vec<_> = config.bots.iter().map(|bot| bot.name.as_str()).collect();
+    assert_eq!(names, ["echo", "b-2"]);
+    assert_eq!(
+        config.bots[0].url.to_string(),
+        "http://127.0.0.1:8080/webhook"
+    );
+    assert_eq!(config.max_concurrency, DEFAULT_MAX_CONCURRENCY);
+    assert_eq!(config.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+    assert_eq!(config.startup_timeout, Some(DEFAULT_STARTUP_TIMEOUT));
+    assert!(
+        !format!("{config:?}").contains("tok-123"),
+        "the token must not show in Debug"
+    );
+}
+
+#[test]
+fn bad_bot_flags_are_refused_with_one_line() {
+    type Check = fn(&ConfigError) -> bool;
+    let cases: [(&str, Check); 5] = [
+        ("echo", |e| matches!(e, ConfigError::BotSpec(_))),
+        ("echo=https://127.0.0.1/hook", |e| {
+            e.to_string().contains("plain http")
+        }),
+        ("bad name=http://127.0.0.1/", |e| {
+            matches!(e, ConfigError::BotName(_))
+        }),
+        ("=http://127.0.0.1/", |e| {
+            matches!(e, ConfigError::BotName(_))
+        }),
+        ("echo=127.0.0.1:8080", |e| {
+            matches!(e, ConfigError::BotUrl { .. })
+        }),
+    ];
+    for (flag, expected) in cases {
+        let error = with_base(&["--bot", flag]).expect_err(flag);
+        assert!(expected(&error), "{flag}: {error}");
+        assert_one_line(&error);
+    }
+    let long = format!("{}=http://127.0.0.1/", "a".repeat(65));
+    assert!(matches!(
+        with_base(&["--bot", &long]),
+        Err(ConfigError::BotName(_))
+    ));
+}
+
+#[test]
+fn relay_url_and_tunables_are_validated() {
+    let bot = ["--bot", "echo=http://127.0.0.1:8080/"];
+    let bad: [&[&str]; 8] = [
+        &["--relay", "https://relay.example.com", "--token", "t"],
+        &["--relay", "relay.example.com", "--token", "t"],
+        &[
+            "--relay",
+            "ws://h",
+            "--token",
+            "t",
+            "--max-concurrency",
+            "0",
+        ],
+        &[
+            "--relay",
+            "ws://h",
+            "--token",
+            "t",
+            "--max-concurrency",
+            "10001",
+        ],
+        &[
+            "--relay",
+            "ws://h",
+            "--token",
+            "t",
+            "--request-timeout",
+            "0s",
+        ],
+        &[
+            "--relay",
+            "ws://h",
+            "--token",
+            "t",
+            "--request-timeout",
+            "soon",
+        ],
+        &[
+            "--relay",
+            "ws://h",
+            "--token",
+            "t",
+            "--heartbeat-timeout",
+            "1ms",
+        ],
+        &["--relay", "ws://h", "--token", "with space"],
+    ];
+    for args in bad {
+        let mut args = args.to_vec();
+        args.extend_from_slice(&bot);
+        let error = config(&args).expect_err(&format!("{args:?}"));
+        assert_one_line(&error);
+    }
+    let error = config(&["--token", "t", "--bot", "echo=http://127.0.0.1/"]).expect_err("no relay");
+    assert!(matches!(error, ConfigError::MissingRelay), "{error}");
+    let error = with_base(&[]).expect_err("no bots");
+    assert!(matches!(error, ConfigError::NoBots), "{error}");
+    assert!(error.to_string().contains("--bot"));
+}
+
+#[test]
+fn durations_parse_and_zero_startup_timeout_means_forever() {
+    let config = with_base(&[
+        "--bot",
+        "echo=http://127.0.0.1:8080/",
+        "--request-timeout",
+        "1m",
+        "--heartbeat-timeout",
+        "500ms",
+        "--startup-timeout",
+        "0s",
+        "--max-concurrency",
+        "7",
+        "--name",
+        "box",
+    ])
+    .expect("valid");
+    assert_eq!(config.request_timeout, Duration::from_secs(60));
+    assert_eq!(config.heartbeat_timeout, Duration::from_millis(500));
+    assert_eq!(config.startup_timeout, None);
+    assert_eq!(config.max_concurrency, 7);
+    assert_eq!(config.name, "box");
+}
+
+#[test]
+fn the_example_file_parses() {
+    let config = config(&["--config", EXAMPLE]).expect("example is valid");
+    assert_eq!(config.relay.to_string(), "wss://relay.example.com:8443");
+    assert_eq!(
+        config.relay.endpoint(),
+        "wss://relay.example.com:8443/agent/v1"
+    );
+    assert_eq!(config.token.expose(), "change-me");
+    assert_eq!(
+        config.ca.as_deref(),
+        Some(Path::new("/etc/relay-agent/relay-ca.pem"))
+    );
+    assert_eq!(config.name, "home-server");
+    assert_eq!(config.max_concurrency, 100);
+    assert_eq!(config.request_timeout, Duration::from_secs(30));
+    assert_eq!(config.heartbeat_timeout, Duration::from_secs(30));
+    assert_eq!(config.startup_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(config.bots.len(), 1);
+    assert_eq!(config.bots[0].name, "echo");
+    assert_eq!(
+        config.bots[0].url.to_string(),
+        "http://127.0.0.1:8080/webhook"
+    );
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_refused_with_the_line() {
+    let top = TempFile::new(
+        "unknown-top",
+        "relay = \"ws://h\"\ntoken = \"t\"\nrelya = \"typo\"\n",
+    );
+    let error = config(&["--config", top.path()]).expect_err("unknown key");
+    assert!(matches!(error, ConfigError::File { .. }), "{error}");
+    assert!(error.to_string().contains("line 3"), "{error}");
+    assert!(error.to_string().contains("relya"), "{error}");
+    assert_one_line(&error);
+
+    let bot = TempFile::new(
+        "unknown-bot",
+        "[bots.echo]\nurl = \"http://127.0.0.1/\"\nmode = \"x\"\n",
+    );
+    let error = config(&["--config", bot.path()]).expect_err("unknown bot key");
+    assert!(error.to_string().contains("mode"), "{error}");
+    assert_one_line(&error);
+
+    let error = config(&["--config", "/nonexistent/agent.toml"]).expect_err("missing file");
+    assert!(
+        error.to_string().contains("/nonexistent/agent.toml"),
+        "{error}"
+    );
+    assert_one_line(&error);
+}
+
+#[test]
+fn flags_override_the_file_and_bots_merge() {
+    let file = TempFile::new(
+        "override",
+        "relay = \"ws://file-relay:1\"\ntoken = \"file-token\"\nname = \"file\"\n\
+         request_timeout = \"5s\"\nmax_concurrency = 3\n\
+         [bots.from-file]\nurl = \"http://127.0.0.1:9000/\"\n",
+    );
+    let config = config(&[
+        "--config",
+        file.path(),
+        "--relay",
+        "ws://flag-relay:2",
+        "--name",
+        "flag",
+        "--request-timeout",
+        "9s",
+        "--bot",
+        "from-flag=http://127.0.0.1:9001/",
+    ])
+    .expect("valid");
+    assert_eq!(config.relay.to_string(), "ws://flag-relay:2");
+    assert_eq!(config.name, "flag");
+    assert_eq!(config.request_timeout, Duration::from_secs(9));
+    assert_eq!(config.max_concurrency, 3, "kept from the file");
+    let names: Vec<_> = config.bots.iter().map(|bot| bot.name.as_str()).collect();
+    assert_eq!(names, ["from-flag", "from-file"]);
+}
+
+#[test]
+fn the_same_bot_twice_is_an_error() {
+    let file = TempFile::new(
+        "duplicate",
+        "[bots.echo]\nurl = \"http://127.0.0.1:9000/\"\n",
+    );
+    let error = with_base(&[
+        "--config",
+        file.path(),
+        "--bot",
+        "echo=http://127.0.0.1:9001/",
+    ])
+    .expect_err("duplicate");
+    assert!(
+        matches!(&error, ConfigError::DuplicateBot(name) if name == "echo"),
+        "{error}"
+    );
+    let error = with_base(&[
+        "--bot",
+        "a=http://127.0.0.1/",
+        "--bot",
+        "a=http://127.0.0.1/",
+    ])
+    .expect_err("duplicate flags");
+    assert!(matches!(error, ConfigError::DuplicateBot(_)));
+}
+
+#[test]
+fn config_new_has_defaults_and_validate_catches_hand_edits() {
+    let mut config = Config::new(
+        "ws://127.0.0.1:9",
+        Secret::new("t"),
+        vec![("echo".into(), "http://127.0.0.1:8080/webhook".into())],
+    )
+    .expect("valid");
+    assert_eq!(config.max_concurrency, DEFAULT_MAX_CONCURRENCY);
+    assert_eq!(config.heartbeat_timeout, DEFAULT_HEARTBEAT_TIMEOUT);
+    assert!(!config.name.is_empty());
+    config.max_concurrency = 0;
+    assert!(config.validate().is_err());
+    assert!(
+        Config::new(
+            "ws://h",
+            Secret::new(""),
+            vec![("a".into(), "http://h/".into())]
+        )
+        .is_err()
+    );
+    assert!(Config::new("ws://h", Secret::new("t"), vec![]).is_err());
+}

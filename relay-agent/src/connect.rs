@@ -1,0 +1,197 @@
+//! Dialing the relay: TCP, TLS for `wss://`, and the WebSocket upgrade carrying the bearer token,
+//! all under one deadline. Also decides which dial failures are worth retrying.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use http::header::AUTHORIZATION;
+use protocol::Secret;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig};
+use tokio_util::either::Either;
+
+use crate::config::Config;
+use crate::error::AgentError;
+use crate::url::RelayUrl;
+
+/// How long one dial (TCP connect, TLS handshake, WebSocket upgrade) may take. A relay that has
+/// not answered in 10 s is down or unreachable; trying again soon beats waiting longer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The byte stream under the WebSocket: plain TCP for `ws://`, TLS for `wss://`.
+pub type RelayStream = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// A connected, upgraded socket to the relay.
+pub type RelaySocket = WebSocketStream<RelayStream>;
+
+/// Why a dial failed.
+#[derive(Debug)]
+pub enum DialError {
+    /// Trying again cannot help (wrong token, wrong URL, untrusted certificate).
+    Fatal(AgentError),
+    /// The relay is down, unreachable or slow; try again later. Holds a one-line description.
+    Retry(String),
+}
+
+/// Dials the relay. Built once, so the TLS roots are read once.
+#[derive(Debug)]
+pub struct Dialer {
+    relay: RelayUrl,
+    token: Secret,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Dialer {
+    /// A dialer for `config`'s relay; reads the system roots and `--ca` when the relay is `wss://`.
+    pub fn new(config: &Config) -> Result<Dialer, AgentError> {
+        let tls = if config.relay.is_tls() {
+            Some(tls_config(config.ca.as_deref())?)
+        } else {
+            if let Some(ca) = &config.ca {
+                tracing::warn!(ca = %ca.display(), "--ca is ignored: the relay URL is ws://, not wss://");
+            }
+            None
+        };
+        Ok(Dialer {
+            relay: config.relay.clone(),
+            token: config.token.clone(),
+            tls,
+        })
+    }
+
+    /// Connects, upgrades and authenticates, within [`CONNECT_TIMEOUT`].
+    pub async fn dial(&self) -> Result<RelaySocket, DialError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.dial_untimed()).await {
+            Ok(dialed) => dialed,
+            Err(_) => Err(DialError::Retry(format!(
+                "no answer within {}",
+                crate::seconds(CONNECT_TIMEOUT)
+            ))),
+        }
+    }
+
+    async fn dial_untimed(&self) -> Result<RelaySocket, DialError> {
+        let tcp = TcpStream::connect((self.relay.host(), self.relay.port()))
+            .await
+            .map_err(|error| DialError::Retry(error.to_string()))?;
+        // Frames are whole messages written in batches; Nagle would only delay small ones.
+        tcp.set_nodelay(true)
+            .map_err(|error| DialError::Retry(error.to_string()))?;
+        let stream = match &self.tls {
+            None => Either::Left(tcp),
+            Some(tls) => {
+                let name = ServerName::try_from(self.relay.host().to_owned()).map_err(|_| {
+                    DialError::Retry(format!("'{}' is not a valid TLS name", self.relay.host()))
+                })?;
+                let connector = TlsConnector::from(tls.clone());
+                let tls = connector.connect(name, tcp).await.map_err(|error| {
+                    untrusted(&error).map_or_else(
+                        || DialError::Retry(format!("TLS handshake failed: {error}")),
+                        DialError::Fatal,
+                    )
+                })?;
+                Either::Right(tls)
+            }
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(protocol::MAX_FRAME_LEN))
+            .max_frame_size(Some(protocol::MAX_FRAME_LEN));
+        let request = self.request().map_err(DialError::Fatal)?;
+        let (socket, _) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                .await
+                .map_err(|error| self.upgrade_error(error))?;
+        Ok(socket)
+    }
+
+    /// The upgrade request: the agent endpoint and the bearer token (marked sensitive, so that
+    /// http's own `Debug` hides it too).
+    fn request(&self) -> Result<tungstenite::handshake::client::Request, AgentError> {
+        let endpoint = self.relay.endpoint();
+        let mut request = endpoint.as_str().into_client_request().map_err(|_| {
+            crate::config::ConfigError::RelayUrl {
+                url: self.relay.to_string(),
+                reason: "cannot be turned into a WebSocket request",
+            }
+        })?;
+        let mut bearer = HeaderValue::try_from(format!("Bearer {}", self.token.expose()))
+            .map_err(|_| crate::config::ConfigError::Token("is not a valid HTTP header value"))?;
+        bearer.set_sensitive(true);
+        request.headers_mut().insert(AUTHORIZATION, bearer);
+        Ok(request)
+    }
+
+    fn upgrade_error(&self, error: tungstenite::Error) -> DialError {
+        match error {
+            tungstenite::Error::Http(response) => match response.status().as_u16() {
+                401 => DialError::Fatal(AgentError::TokenRejected),
+                404 => DialError::Fatal(AgentError::NoAgentEndpoint {
+                    url: self.relay.endpoint(),
+                }),
+                status => DialError::Retry(format!(
+                    "relay answered HTTP {status} to the WebSocket upgrade"
+                )),
+            },
+            tungstenite::Error::Io(error) => untrusted(&error).map_or_else(
+                || DialError::Retry(format!("WebSocket upgrade failed: {error}")),
+                DialError::Fatal,
+            ),
+            error => DialError::Retry(format!("WebSocket upgrade failed: {error}")),
+        }
+    }
+}
+
+/// The fatal error for an I/O error that carries a rustls certificate verdict.
+fn untrusted(error: &std::io::Error) -> Option<AgentError> {
+    match error.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(reason) => Some(AgentError::UntrustedCertificate {
+            reason: reason.to_string(),
+        }),
+        _ => None,
+    }
+}
+
+/// The TLS client settings: ring, TLS 1.2+, the system's roots plus every certificate in `ca`.
+pub fn tls_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, AgentError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::warn!(%error, "skipping unreadable system root certificates");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(added, ignored, "loaded system root certificates");
+    if let Some(path) = ca {
+        let ca_error = |reason: String| AgentError::CaFile {
+            path: path.to_owned(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|error| ca_error(format!("cannot read it ({error})")))?;
+        let mut found = 0;
+        for cert in certs {
+            let cert = cert.map_err(|error| ca_error(format!("not valid PEM ({error})")))?;
+            roots
+                .add(cert)
+                .map_err(|error| ca_error(format!("holds an unusable certificate ({error})")))?;
+            found += 1;
+        }
+        if found == 0 {
+            return Err(ca_error("holds no PEM certificate".into()));
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| AgentError::Tls(error.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}

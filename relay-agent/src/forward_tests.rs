@@ -1,0 +1,273 @@
+//! Tests for [`super`], against a real HTTP bot on 127.0.0.1.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use protocol::{FailureKind, Frame, Request, Secret};
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::config::Config;
+use crate::test_bot::{Received, TestBot, respond};
+
+/// A bound on every wait in these tests, far above what any of them needs.
+const TEST_DEADLINE: Duration = Duration::from_secs(10);
+
+fn forwarder(bot_url: &str, tweak: impl FnOnce(&mut Config)) -> Forwarder {
+    let mut config = Config::new(
+        "ws://127.0.0.1:1",
+        Secret::new("token"),
+        vec![("echo".into(), bot_url.into())],
+    )
+    .expect("valid config");
+    tweak(&mut config);
+    Forwarder::new(&config)
+}
+
+fn request(id: u64) -> Request {
+    Request {
+        id,
+        bot: "echo".into(),
+        method: "POST".into(),
+        path: String::new(),
+        query: None,
+        headers: vec![(
+            "content-type".into(),
+            Bytes::from_static(b"application/json"),
+        )],
+        body: Bytes::from_static(br#"{"update_id":1}"#),
+        timeout_ms: 25_000,
+    }
+}
+
+async fn forward(forwarder: &Forwarder, request: Request, max_body: usize) -> Frame {
+    tokio::time::timeout(TEST_DEADLINE, forwarder.forward(request, max_body))
+        .await
+        .expect("forward finishes")
+}
+
+fn failure(frame: Frame) -> (FailureKind, String) {
+    match frame {
+        Frame::Failure(failure) => (failure.kind, failure.message),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn request_and_response_pass_through_unchanged() {
+    let (seen, mut received) = mpsc::channel::<Received>(4);
+    let bot = TestBot::start(move |request| {
+        let seen = seen.clone();
+        async move {
+            seen.send(request).await.expect("test alive");
+            let mut response = respond(403, Bytes::from_static(b"forbidden \xff\x00 bytes"));
+            let headers = response.headers_mut();
+            headers.append("content-type", HeaderValue::from_static("text/plain"));
+            headers.append("x-reply", HeaderValue::from_static("a"));
+            headers.append("x-reply", HeaderValue::from_static("b"));
+            headers.append("keep-alive", HeaderValue::from_static("timeout=5"));
+            response
+        }
+    })
+    .await;
+    let forwarder = forwarder(&bot.url("/webhook?k=v"), |_| {});
+    let body: Bytes = (0..=255u8).cycle().take(5000).collect::<Vec<_>>().into();
+    let request = Request {
+        path: "/rest".into(),
+        query: Some("a=1&b=%20".into()),
+        headers: vec![
+            (
+                "content-type".into(),
+                Bytes::from_static(b"application/json"),
+            ),
+            ("x-dup".into(), Bytes::from_static(b"one")),
+            ("x-other".into(), Bytes::from_static(b"caf\xe9 \xff")),
+            ("x-dup".into(), Bytes::from_static(b"two")),
+            ("host".into(), Bytes::from_static(b"relay.example.com")),
+            ("keep-alive".into(), Bytes::from_static(b"timeout=5")),
+            ("te".into(), Bytes::from_static(b"trailers")),
+            (
+                "x-telegram-bot-api-secret-token".into(),
+                Bytes::from_static(b"s3cret"),
+            ),
+        ],
+        body: body.clone(),
+        ..request(7)
+    };
+
+    let Frame::Response(response) = forward(&forwarder, request, 1 << 20).await else {
+        panic!("expected a response");
+    };
+    let seen = received.recv().await.expect("bot saw the request");
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.uri, "/webhook/rest?k=v&a=1&b=%20");
+    assert_eq!(seen.body, body);
+    assert_eq!(seen.values("x-dup"), [b"one".as_slice(), b"two"]);
+    assert_eq!(seen.values("x-other"), [b"caf\xe9 \xff".as_slice()]);
+    assert_eq!(
+        seen.values("content-type"),
+        [b"application/json".as_slice()]
+    );
+    assert_eq!(
+        seen.values("x-telegram-bot-api-secret-token"),
+        [b"s3cret".as_slice()]
+    );
+    assert_eq!(seen.values("host"), [bot.addr.to_string().as_bytes()]);
+    assert_eq!(
+        seen.values("x-forwarded-host"),
+        [b"relay.example.com".as_slice()]
+    );
+    assert_eq!(seen.values("content-length"), [b"5000".as_slice()]);
+    assert!(seen.values("keep-alive").is_empty() && seen.values("te").is_empty());
+
+    assert_eq!(response.id, 7);
+    assert_eq!(response.status, 403);
+    assert_eq!(&response.body[..], b"forbidden \xff\x00 bytes");
+    let names: Vec<_> = response.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        !names.contains(&"content-length") && !names.contains(&"keep-alive"),
+        "{names:?}"
+    );
+    let replies: Vec<_> = response
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "x-reply")
+        .map(|(_, v)| &v[..])
+        .collect();
+    assert_eq!(replies, [b"a".as_slice(), b"b"]);
+    assert!(
+        response
+            .headers
+            .contains(&("content-type".into(), Bytes::from_static(b"text/plain")))
+    );
+}
+
+#[tokio::test]
+async fn connections_to_the_bot_are_kept_alive() {
+    let bot = TestBot::start(|_| async { respond(200, "ok") }).await;
+    let forwarder = forwarder(&bot.url("/"), |_| {});
+    for id in 0..3 {
+        let frame = forward(&forwarder, request(id), 1024).await;
+        assert!(
+            matches!(frame, Frame::Response(ref r) if r.status == 200),
+            "{frame:?}"
+        );
+    }
+    assert_eq!(bot.connections(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_bot_is_reported_with_its_url() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    drop(listener);
+    let (kind, message) = failure(forward(&forwarder(&url, |_| {}), request(1), 1024).await);
+    assert_eq!(kind, FailureKind::BotUnreachable);
+    assert!(message.contains(&url), "{message}");
+}
+
+#[tokio::test]
+async fn a_slow_bot_times_out() {
+    let bot = TestBot::start(|_| std::future::pending()).await;
+    let forwarder = forwarder(&bot.url("/"), |c| {
+        c.request_timeout = Duration::from_millis(300)
+    });
+    let (kind, message) = failure(forward(&forwarder, request(1), 1024).await);
+    assert_eq!(kind, FailureKind::BotTimeout);
+    assert_eq!(message, "bot did not answer within 0.3s");
+}
+
+#[tokio::test]
+async fn a_response_body_over_the_limit_is_refused() {
+    let bot = TestBot::start(|received: Received| async move {
+        respond(200, vec![b'x'; received.body.len()])
+    })
+    .await;
+    let forwarder = forwarder(&bot.url("/"), |_| {});
+    let exactly = Request {
+        body: vec![0; 1024].into(),
+        ..request(1)
+    };
+    assert!(matches!(
+        forward(&forwarder, exactly, 1024).await,
+        Frame::Response(_)
+    ));
+    let over = Request {
+        body: vec![0; 1025].into(),
+        ..request(2)
+    };
+    let (kind, message) = failure(forward(&forwarder, over, 1024).await);
+    assert_eq!(kind, FailureKind::BadBotResponse);
+    assert_eq!(message, "bot response body over 1024 bytes");
+}
+
+#[tokio::test]
+async fn requests_that_cannot_be_built_are_rejected() {
+    let forwarder = forwarder("http://127.0.0.1:1/", |_| {});
+    let cases = [
+        Request {
+            bot: "other".into(),
+            ..request(1)
+        },
+        Request {
+            method: "NOT A METHOD".into(),
+            ..request(2)
+        },
+        Request {
+            path: "no-slash".into(),
+            ..request(3)
+        },
+        Request {
+            headers: vec![("bad name".into(), Bytes::new())],
+            ..request(4)
+        },
+        Request {
+            headers: vec![("x".into(), Bytes::from_static(b"a\nb"))],
+            ..request(5)
+        },
+    ];
+    for case in cases {
+        let (kind, message) = failure(forward(&forwarder, case, 1024).await);
+        assert_eq!(kind, FailureKind::Rejected, "{message}");
+    }
+}
+
+#[tokio::test]
+async fn a_full_agent_answers_overloaded() {
+    let (arrived, mut at_bot) = mpsc::channel::<()>(1);
+    let bot = TestBot::start(move |_| {
+        let arrived = arrived.clone();
+        async move {
+            arrived.send(()).await.expect("test alive");
+            std::future::pending().await
+        }
+    })
+    .await;
+    let forwarder = Arc::new(forwarder(&bot.url("/"), |c| c.max_concurrency = 1));
+    let holder = forwarder.clone();
+    let hold = tokio::spawn(async move { holder.forward(request(1), 1024).await });
+    // The only slot is taken once the first request is at the bot.
+    tokio::time::timeout(TEST_DEADLINE, at_bot.recv())
+        .await
+        .expect("first request reaches the bot");
+    let waiting = Request {
+        timeout_ms: 700,
+        ..request(2)
+    };
+    let (kind, message) = failure(forward(&forwarder, waiting, 1024).await);
+    assert_eq!(kind, FailureKind::Overloaded, "{message}");
+    assert!(!hold.is_finished());
+    hold.abort();
+}
+
+#[test]
+fn the_budget_leaves_the_relay_a_margin() {
+    let forwarder = forwarder("http://127.0.0.1:1/", |c| {
+        c.request_timeout = Duration::from_secs(30)
+    });
+    assert_eq!(forwarder.budget(60_000), Duration::from_secs(30));
+    assert_eq!(forwarder.budget(10_000), Duration::from_millis(9_500));
+    assert_eq!(forwarder.budget(300), MIN_FORWARD_TIMEOUT);
+    assert_eq!(forwarder.budget(0), MIN_FORWARD_TIMEOUT);
+}

@@ -1,0 +1,306 @@
+//! Tests for [`super`]: the test plays the relay over an in-memory WebSocket pipe; bots are real
+//! HTTP servers on 127.0.0.1 where a test needs one.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use protocol::{Frame, Request, Response, Secret};
+use tokio::io::DuplexStream;
+use tokio::sync::{Barrier, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use super::*;
+use crate::config::Config;
+use crate::test_bot::{Received, TestBot, respond};
+use crate::test_relay::{FakeRelay, TEST_DEADLINE};
+
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// An agent session on one end of a pipe and the fake relay on the other.
+struct Setup {
+    relay: FakeRelay<DuplexStream>,
+    session: JoinHandle<Result<Ended, AgentError>>,
+    shutdown: CancellationToken,
+}
+
+async fn start(bot_url: &str, tweak: impl FnOnce(&mut Config)) -> Setup {
+    let mut config = Config::new(
+        "ws://127.0.0.1:1",
+        Secret::new("token"),
+        vec![("echo".into(), bot_url.into())],
+    )
+    .expect("valid config");
+    config.name = "test-agent".into();
+    tweak(&mut config);
+    let (agent_end, relay_end) = tokio::io::duplex(256 * 1024);
+    let agent_ws = WebSocketStream::from_raw_socket(agent_end, Role::Client, None).await;
+    let relay_ws = WebSocketStream::from_raw_socket(relay_end, Role::Server, None).await;
+    let settings = Settings {
+        hello: Hello {
+            version: PROTOCOL_VERSION,
+            agent: config.name.clone(),
+            software: crate::SOFTWARE.into(),
+            bots: config.bots.iter().map(|bot| bot.name.clone()).collect(),
+        },
+        heartbeat_timeout: config.heartbeat_timeout,
+    };
+    let forwarder = Arc::new(Forwarder::new(&config));
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let session = tokio::spawn(async move { run(agent_ws, &settings, forwarder, &token).await });
+    Setup {
+        relay: FakeRelay { ws: relay_ws },
+        session,
+        shutdown,
+    }
+}
+
+async fn ended(session: JoinHandle<Result<Ended, AgentError>>) -> Result<Ended, AgentError> {
+    tokio::time::timeout(TEST_DEADLINE + HEARTBEAT * 2, session)
+        .await
+        .expect("session ends in time")
+        .expect("session task does not panic")
+}
+
+fn request(id: u64, path: &str, body: &'static [u8]) -> Frame {
+    Frame::Request(Request {
+        id,
+        bot: "echo".into(),
+        method: "POST".into(),
+        path: path.into(),
+        query: None,
+        headers: vec![(
+            "content-type".into(),
+            Bytes::from_static(b"application/json"),
+        )],
+        body: Bytes::from_static(body),
+        timeout_ms: 60_000,
+    })
+}
+
+fn response(frame: Frame) -> Response {
+    match frame {
+        Frame::Response(response) => response,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn hello_declares_the_bots_and_shutdown_says_going_away() {
+    let Setup {
+        mut relay,
+        session,
+        shutdown,
+    } = start("http://127.0.0.1:1/", |_| {}).await;
+    let hello = relay.accept().await;
+    assert_eq!(hello.version, PROTOCOL_VERSION);
+    assert_eq!(hello.agent, "test-agent");
+    assert_eq!(hello.bots, ["echo"]);
+    assert!(hello.software.starts_with("relay-agent "));
+    shutdown.cancel();
+    assert_eq!(u16::from(relay.recv_close().await.code), GOING_AWAY);
+    assert_eq!(ended(session).await.expect("not fatal"), Ended::Shutdown);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fatal_close_during_hello_stops_the_agent() {
+    for (code, check) in [
+        (close::BOT_NOT_ALLOWED, "check the --bot names"),
+        (close::VERSION_MISMATCH, "protocol version"),
+    ] {
+        let Setup {
+            mut relay, session, ..
+        } = start("http://127.0.0.1:1/", |_| {}).await;
+        let _ = relay.recv().await;
+        let reason = if code == close::BOT_NOT_ALLOWED {
+            "bot 'echo' is not allowed"
+        } else {
+            "upgrade relay-agent"
+        };
+        relay
+            .ws
+            .send(close_message(code, reason))
+            .await
+            .expect("send close");
+        let error = ended(session).await.expect_err("fatal");
+        let text = error.to_string();
+        assert!(text.contains(reason) && text.contains(check), "{text}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_with_another_protocol_version_is_fatal() {
+    let Setup {
+        mut relay, session, ..
+    } = start("http://127.0.0.1:1/", |_| {}).await;
+    let _ = relay.recv().await;
+    relay
+        .send(Frame::HelloAck(HelloAck {
+            version: PROTOCOL_VERSION + 1,
+            software: "relay-server future".into(),
+            session: 1,
+            max_body_bytes: 1024,
+        }))
+        .await;
+    assert_eq!(
+        u16::from(relay.recv_close().await.code),
+        close::VERSION_MISMATCH
+    );
+    let error = ended(session).await.expect_err("fatal");
+    assert!(
+        matches!(error, AgentError::VersionMismatch { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("upgrade relay-agent"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retryable_close_during_hello_is_retried() {
+    let Setup {
+        mut relay, session, ..
+    } = start("http://127.0.0.1:1/", |_| {}).await;
+    let _ = relay.recv().await;
+    relay
+        .ws
+        .send(close_message(close::HELLO_TIMEOUT, "hello too late"))
+        .await
+        .expect("send");
+    let ended = ended(session).await.expect("not fatal");
+    assert!(
+        matches!(&ended, Ended::HelloFailed(reason) if reason.contains("hello too late")),
+        "{ended:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_relay_ends_the_session_within_the_heartbeat_timeout() {
+    let Setup {
+        mut relay, session, ..
+    } = start("http://127.0.0.1:1/", |_| {}).await;
+    relay.accept().await;
+    let accepted = Instant::now();
+    // The relay now neither reads nor writes, like one whose machine lost power.
+    let ended = ended(session).await.expect("not fatal");
+    assert!(
+        matches!(&ended, Ended::Lost(reason) if reason.contains("stopped answering")),
+        "{ended:?}"
+    );
+    let elapsed = accepted.elapsed();
+    assert!(
+        elapsed >= HEARTBEAT && elapsed <= HEARTBEAT + CLOSE_TIMEOUT,
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unexpected_frame_closes_with_a_protocol_error() {
+    let Setup {
+        mut relay, session, ..
+    } = start("http://127.0.0.1:1/", |_| {}).await;
+    relay.accept().await;
+    relay
+        .send(Frame::Response(Response {
+            id: 1,
+            status: 200,
+            headers: vec![],
+            body: Bytes::new(),
+        }))
+        .await;
+    assert_eq!(u16::from(relay.recv_close().await.code), PROTOCOL_ERROR);
+    assert!(matches!(ended(session).await, Ok(Ended::Lost(_))));
+}
+
+#[tokio::test]
+async fn two_requests_in_flight_are_both_answered() {
+    // The bot answers only once both requests are at it, so this passes only if they overlap.
+    let both = Arc::new(Barrier::new(2));
+    let bot = TestBot::start(move |received: Received| {
+        let both = both.clone();
+        async move {
+            both.wait().await;
+            respond(200, received.body)
+        }
+    })
+    .await;
+    let Setup {
+        mut relay,
+        shutdown,
+        ..
+    } = start(&bot.url("/"), |_| {}).await;
+    relay.accept().await;
+    relay.send(request(1, "", b"one")).await;
+    relay.send(request(2, "", b"two")).await;
+    let mut answers = HashSet::new();
+    for _ in 0..2 {
+        let answer = response(relay.recv().await);
+        assert_eq!(answer.status, 200);
+        answers.insert((answer.id, answer.body));
+    }
+    let want = HashSet::from([
+        (1, Bytes::from_static(b"one")),
+        (2, Bytes::from_static(b"two")),
+    ]);
+    assert_eq!(answers, want);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn cancel_aborts_a_slow_request_and_frees_its_slot() {
+    let (arrived, mut at_bot) = mpsc::channel::<String>(4);
+    let bot = TestBot::start(move |received: Received| {
+        let arrived = arrived.clone();
+        async move {
+            arrived
+                .send(received.uri.clone())
+                .await
+                .expect("test alive");
+            if received.uri.ends_with("/slow") {
+                std::future::pending::<()>().await;
+            }
+            respond(200, "fast")
+        }
+    })
+    .await;
+    // One slot only: the fast request can run only once the slow one is gone.
+    let Setup {
+        mut relay,
+        shutdown,
+        ..
+    } = start(&bot.url(""), |c| c.max_concurrency = 1).await;
+    relay.accept().await;
+    relay.send(request(1, "/slow", b"")).await;
+    let first = tokio::time::timeout(TEST_DEADLINE, at_bot.recv())
+        .await
+        .expect("in time");
+    assert_eq!(first.as_deref(), Some("/slow"));
+    relay.send(Frame::Cancel(1)).await;
+    relay.send(request(2, "/fast", b"")).await;
+    let answer = response(relay.recv().await);
+    assert_eq!((answer.id, &answer.body[..]), (2, b"fast".as_slice()));
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_request_id_already_in_flight_is_rejected() {
+    let bot = TestBot::start(|_| std::future::pending()).await;
+    let Setup {
+        mut relay,
+        shutdown,
+        session,
+    } = start(&bot.url("/"), |_| {}).await;
+    relay.accept().await;
+    relay.send(request(5, "", b"")).await;
+    relay.send(request(5, "", b"")).await;
+    let Frame::Failure(failure) = relay.recv().await else {
+        panic!("expected a failure");
+    };
+    assert_eq!((failure.id, failure.kind), (5, FailureKind::Rejected));
+    shutdown.cancel();
+    assert_eq!(ended(session).await.expect("not fatal"), Ended::Shutdown);
+}

@@ -1,0 +1,268 @@
+//! The two kinds of address the agent uses: the relay's WebSocket URL and a bot's local HTTP URL,
+//! each checked once when parsed and then turned into what the dialer and the forwarder need.
+
+use std::fmt;
+
+use http::Uri;
+use http::uri::{Authority, PathAndQuery};
+
+use crate::config::ConfigError;
+
+/// The relay's address: `ws://` or `wss://`, a host, an optional port and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayUrl {
+    given: String,
+    tls: bool,
+    authority: Authority,
+    host: String,
+    port: u16,
+    /// The given path without its trailing `/`, so that [`protocol::AGENT_PATH`] joins cleanly.
+    prefix: String,
+    query: Option<String>,
+}
+
+impl RelayUrl {
+    /// Parses and checks a relay URL.
+    pub fn parse(url: &str) -> Result<RelayUrl, ConfigError> {
+        let invalid = |reason| ConfigError::RelayUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let uri: Uri = url.parse().map_err(|_| invalid("does not parse"))?;
+        let tls = match uri.scheme_str() {
+            Some("wss") => true,
+            Some("ws") => false,
+            Some("https" | "http") => return Err(invalid("uses http(s)")),
+            _ => return Err(invalid("does not start with ws:// or wss://")),
+        };
+        let authority = uri.authority().cloned().ok_or(invalid("has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(invalid("carries a user name (the token goes in --token)"));
+        }
+        // IPv6 hosts come bracketed; sockets and TLS want the bare address.
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.is_empty() {
+            return Err(invalid("has no host"));
+        }
+        if tls && rustls_pki_types::ServerName::try_from(host).is_err() {
+            return Err(invalid(
+                "has a host that is not a valid DNS name or IP address",
+            ));
+        }
+        Ok(RelayUrl {
+            given: url.to_owned(),
+            tls,
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            host: host.to_owned(),
+            authority,
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+            query: uri.query().map(str::to_owned),
+        })
+    }
+
+    /// Whether the relay is reached over TLS (`wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The host to connect to, without IPv6 brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port to connect to, defaulted from the scheme.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of the relay's agent endpoint, the target of the WebSocket upgrade.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let query = self
+            .query
+            .as_ref()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        format!(
+            "{scheme}://{}{}{}{query}",
+            self.authority,
+            self.prefix,
+            protocol::AGENT_PATH
+        )
+    }
+}
+
+impl fmt::Display for RelayUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.given)
+    }
+}
+
+/// A bot's webhook endpoint: plain `http://` to a host on this machine or network. The agent
+/// talks to bots without TLS because they sit next to it; the relay side carries the TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotUrl {
+    authority: Authority,
+    path: String,
+    query: Option<String>,
+}
+
+impl BotUrl {
+    /// Parses and checks a bot URL; the error says what is wrong and what to write instead.
+    pub fn parse(url: &str) -> Result<BotUrl, &'static str> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| "does not parse: write it like http://127.0.0.1:8080/webhook")?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(
+                    "uses https: the agent talks plain http:// to bots on its own \
+                            network, so write http://",
+                );
+            }
+            _ => {
+                return Err(
+                    "does not start with http://: write it like http://127.0.0.1:8080/webhook",
+                );
+            }
+        }
+        let authority = match uri.authority() {
+            Some(authority) if !authority.host().is_empty() => authority.clone(),
+            _ => return Err("has no host: write it like http://127.0.0.1:8080/webhook"),
+        };
+        Ok(BotUrl {
+            authority,
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+        })
+    }
+
+    /// The URL for one request: this URL's path with the request's path suffix appended, and the
+    /// two queries joined with `&`. An empty suffix leaves the path exactly as configured.
+    pub fn join(&self, suffix: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        let mut target = if suffix.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}{suffix}", self.path.trim_end_matches('/'))
+        };
+        if target.is_empty() {
+            target.push('/');
+        }
+        let query = [self.query.as_deref(), query]
+            .into_iter()
+            .flatten()
+            .filter(|q| !q.is_empty())
+            .collect::<Vec<_>>()
+            .join("&");
+        if !query.is_empty() {
+            target = format!("{target}?{query}");
+        }
+        Uri::builder()
+            .scheme("http")
+            .authority(self.authority.clone())
+            .path_and_query(PathAndQuery::try_from(target)?)
+            .build()
+    }
+}
+
+impl fmt::Display for BotUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let query = self
+            .query
+            .as_ref()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        write!(f, "http://{}{}{query}", self.authority, self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_urls_default_their_port_and_join_the_agent_path() {
+        let url = RelayUrl::parse("wss://relay.example.com").expect("valid");
+        assert!(url.is_tls());
+        assert_eq!((url.host(), url.port()), ("relay.example.com", 443));
+        assert_eq!(url.endpoint(), "wss://relay.example.com/agent/v1");
+
+        let url = RelayUrl::parse("ws://10.0.0.1:8080/relay/").expect("valid");
+        assert!(!url.is_tls());
+        assert_eq!((url.host(), url.port()), ("10.0.0.1", 8080));
+        assert_eq!(url.endpoint(), "ws://10.0.0.1:8080/relay/agent/v1");
+
+        let url = RelayUrl::parse("wss://[::1]:8443").expect("valid");
+        assert_eq!((url.host(), url.port()), ("::1", 8443));
+        assert_eq!(url.endpoint(), "wss://[::1]:8443/agent/v1");
+        assert_eq!(RelayUrl::parse("ws://h").expect("valid").port(), 80);
+    }
+
+    #[test]
+    fn relay_urls_must_be_websocket_with_a_host() {
+        for bad in [
+            "https://relay.example.com",
+            "relay.example.com:8443",
+            "ftp://relay",
+            "wss://",
+            "not a url",
+            "wss://user:pw@relay.example.com",
+            "",
+        ] {
+            let err = RelayUrl::parse(bad).expect_err(bad);
+            let text = err.to_string();
+            assert!(text.contains("--relay"), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+    }
+
+    #[test]
+    fn bot_urls_must_be_plain_http() {
+        assert!(BotUrl::parse("http://127.0.0.1:8080/webhook").is_ok());
+        assert!(
+            BotUrl::parse("https://127.0.0.1/x")
+                .expect_err("https")
+                .contains("plain http")
+        );
+        assert!(BotUrl::parse("127.0.0.1:8080").is_err());
+        assert!(BotUrl::parse("http:///path").is_err());
+        assert!(BotUrl::parse("ws://bot").is_err());
+    }
+
+    #[test]
+    fn request_paths_and_queries_join_the_bot_url() {
+        let cases = [
+            (
+                "http://127.0.0.1:8080/webhook",
+                "/rest",
+                None,
+                "/webhook/rest",
+            ),
+            ("http://127.0.0.1:8080/webhook", "", None, "/webhook"),
+            ("http://127.0.0.1:8080/", "/rest", None, "/rest"),
+            ("http://127.0.0.1:8080", "", None, "/"),
+            ("http://127.0.0.1:8080/hook/", "", None, "/hook/"),
+            ("http://127.0.0.1:8080/hook/", "/a/b", None, "/hook/a/b"),
+            ("http://127.0.0.1:8080/w?k=1", "", Some("a=2"), "/w?k=1&a=2"),
+            ("http://127.0.0.1:8080/w?k=1", "/x", None, "/w/x?k=1"),
+            ("http://127.0.0.1:8080/w", "", Some("a=%20&b"), "/w?a=%20&b"),
+            ("http://127.0.0.1:8080/w", "", Some(""), "/w"),
+        ];
+        for (base, path, query, want) in cases {
+            let url = BotUrl::parse(base).expect("valid");
+            let uri = url.join(path, query).expect("joins");
+            assert_eq!(
+                uri.path_and_query().map(|pq| pq.as_str()),
+                Some(want),
+                "{base} + {path}"
+            );
+            assert_eq!(uri.authority().map(|a| a.as_str()), Some("127.0.0.1:8080"));
+        }
+        let url = BotUrl::parse("http://127.0.0.1:8080/w").expect("valid");
+        assert!(url.join("/bad path", None).is_err());
+    }
+}
