@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Cli, Config, ConfigError, TlsMode};
 
 use crate::access::Access;
+use crate::agents::Registry;
 use crate::state::Shared;
 
 /// The file in the data dir that holds the generated agent token.
@@ -66,6 +67,7 @@ pub struct Relay {
     any_bot_token: Option<Secret>,
     token_file: Option<PathBuf>,
     tls: Option<tls::Tls>,
+    registry: Arc<Registry>,
 }
 
 impl Relay {
@@ -91,6 +93,7 @@ impl Relay {
             any_bot_token,
             token_file,
             tls,
+            registry: Arc::new(Registry::default()),
         })
     }
 
@@ -116,6 +119,11 @@ impl Relay {
         self.tls.is_some()
     }
 
+    /// The connected agents, for status reporting (and tests waiting for an agent).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
@@ -132,6 +140,7 @@ impl Relay {
         let shared = Arc::new(Shared::new(
             self.config,
             access,
+            self.registry,
             acceptor.is_some(),
             shutdown,
         ));

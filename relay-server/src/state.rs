@@ -30,11 +30,17 @@ pub struct Shared {
 
 impl Shared {
     /// State for a relay about to run.
-    pub fn new(config: Config, access: Access, tls: bool, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        config: Config,
+        access: Access,
+        registry: Arc<Registry>,
+        tls: bool,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             config,
             access,
-            registry: Arc::new(Registry::default()),
+            registry,
             tls,
             shutdown,
             tasks: TaskTracker::new(),

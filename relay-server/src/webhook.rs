@@ -87,6 +87,7 @@ async fn deliver(
             limit = limits.max_body_bytes,
             "webhook body too large"
         );
+        discard(request.into_body(), limits.max_body_bytes.saturating_mul(2)).await;
         return text_response(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
     let Some(agent) = shared.registry.route(&bot) else {
@@ -138,6 +139,22 @@ async fn deliver(
             text_response(status, sentence)
         }
     }
+}
+
+/// Reads and drops up to `budget` bytes of a body that will not be used, so that a client still
+/// sending it reads our error status instead of a connection reset. The relay reads up to twice
+/// the body limit this way; anything larger is cut off.
+async fn discard(mut body: Incoming, budget: usize) {
+    let mut seen = 0usize;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > budget {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(BODY_READ_TIMEOUT, drain).await;
 }
 
 /// The status Telegram gets when the bot's answer did not come back: all of them make it retry.

@@ -1,0 +1,149 @@
+//! [`TestRelay`]: a real relay-server on 127.0.0.1, on a runtime of its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use protocol::Secret;
+use relay_server::agents::Registry;
+use relay_server::{Config, Relay, TlsMode};
+use tokio_util::sync::CancellationToken;
+
+/// The token every test relay accepts for any bot.
+pub const TOKEN: &str = "test-agent-token-0123456789";
+
+/// A running relay. Dropping it kills it.
+#[derive(Debug)]
+pub struct TestRelay {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its configuration (to restart it the same way).
+    pub config: Config,
+    /// The self-signed certificate agents and Telegram must trust, when TLS is on.
+    pub ca: Option<PathBuf>,
+    registry: Arc<Registry>,
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: CancellationToken,
+}
+
+impl TestRelay {
+    /// A relay with TLS (self-signed) and the any-bot [`TOKEN`], with defaults otherwise.
+    pub fn config() -> Config {
+        let mut config = Config::new(crate::temp_dir("relay"));
+        config.agent_token = Some(Secret::new(TOKEN));
+        config.tls = TlsMode::SelfSigned;
+        config
+    }
+
+    /// Starts a relay with [`TestRelay::config`].
+    pub fn start() -> Self {
+        Self::start_with(Self::config())
+    }
+
+    /// Starts a relay with `config` on a port the OS picks.
+    pub fn start_with(config: Config) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::serve(config, listener)
+    }
+
+    fn serve(config: Config, listener: std::net::TcpListener) -> Self {
+        crate::init_logging();
+        let addr = listener.local_addr().expect("addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let relay = Relay::prepare(config.clone()).expect("relay prepares");
+        let ca = relay.self_signed_cert().map(PathBuf::from);
+        let registry = relay.registry();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("relay")
+            .build()
+            .expect("runtime");
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            relay.run(listener, stop).await;
+        });
+        Self {
+            addr,
+            config,
+            ca,
+            registry,
+            runtime: Some(runtime),
+            shutdown,
+        }
+    }
+
+    /// The URL agents dial.
+    pub fn agent_url(&self) -> String {
+        let scheme = if self.tls() { "wss" } else { "ws" };
+        format!("{scheme}://localhost:{}", self.addr.port())
+    }
+
+    /// Whether the relay speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.config.tls != TlsMode::Off
+    }
+
+    /// Whether an agent serving `bot` is connected now.
+    pub fn serves(&self, bot: &str) -> bool {
+        self.registry.route(bot).is_some()
+    }
+
+    /// Waits until an agent serving `bot` is connected.
+    pub async fn wait_for_bot(&self, bot: &str) {
+        crate::eventually(&format!("an agent serves {bot}"), || self.serves(bot)).await;
+    }
+
+    /// Waits until no agent serves `bot`.
+    pub async fn wait_until_gone(&self, bot: &str) {
+        crate::eventually(&format!("no agent serves {bot}"), || !self.serves(bot)).await;
+    }
+
+    /// Kills the relay as a crash would: every task and socket gone at once.
+    pub fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    /// Stops the relay the way SIGTERM does and waits for it to finish.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(runtime) = self.runtime.take() {
+            let _ = tokio::task::spawn_blocking(move || {
+                runtime.shutdown_timeout(crate::DEADLINE);
+            })
+            .await;
+        }
+    }
+
+    /// Starts a new relay with the same configuration and data dir on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let listener = bind_again(self.addr);
+        *self = Self::serve(self.config.clone(), listener);
+    }
+}
+
+/// Binds the address a stopped relay had; the kernel may take a moment to release it.
+fn bind_again(addr: SocketAddr) -> std::net::TcpListener {
+    let deadline = std::time::Instant::now() + crate::DEADLINE;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => return listener,
+            Err(error) if std::time::Instant::now() < deadline => {
+                let _ = error;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(error) => panic!("cannot bind {addr} again: {error}"),
+        }
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,224 @@
+//! The tunnel itself: many requests on one connection, several agents, and the failures a
+//! long-running deployment meets (agents and relays dying and coming back, a wrong token).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use e2e::{Answer, FakeTelegram, TestAgent, TestBot, TestRelay, update_json};
+use relay_agent::AgentError;
+use tokio::sync::Notify;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_requests_are_in_flight_at_once_over_one_agent() {
+    const IN_FLIGHT: usize = 100;
+    let relay = TestRelay::start();
+    // The bot holds every request until all hundred have arrived, which can only happen if the
+    // tunnel carries them at the same time.
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let all_here = Arc::new(Notify::new());
+    let bot = {
+        let (arrived, all_here) = (arrived.clone(), all_here.clone());
+        TestBot::start(move |request| {
+            let (arrived, all_here) = (arrived.clone(), all_here.clone());
+            async move {
+                let notified = all_here.notified();
+                if arrived.fetch_add(1, Ordering::SeqCst) + 1 == IN_FLIGHT {
+                    all_here.notify_waiters();
+                } else {
+                    let _ = tokio::time::timeout(e2e::DEADLINE, notified).await;
+                }
+                Answer::with_body(200, "application/json", request.body)
+            }
+        })
+        .await
+    };
+    let _agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
+    let telegram = FakeTelegram::new(&relay);
+
+    let started = Instant::now();
+    let sends = (0..IN_FLIGHT as u64).map(|i| {
+        let telegram = telegram.clone();
+        tokio::spawn(async move {
+            let update = update_json(1000 + i, 7_000_000_000 + i as i64, "concurrent");
+            (update.clone(), telegram.send("/hook/echo", update).await)
+        })
+    });
+    let results = futures_join_all(sends).await;
+    for (update, reply) in &results {
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            &reply.body[..],
+            update.as_bytes(),
+            "each caller gets its own answer"
+        );
+    }
+    assert!(
+        started.elapsed() < e2e::DEADLINE,
+        "requests were serialised"
+    );
+    assert_eq!(arrived.load(Ordering::SeqCst), IN_FLIGHT);
+}
+
+async fn futures_join_all<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for handle in handles.collect::<Vec<_>>() {
+        out.push(handle.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bots_behind_two_agents_share_one_relay() {
+    let relay = TestRelay::start();
+    let shop = TestBot::start(|_| async { Answer::with_body(200, "text/plain", "shop") }).await;
+    let news = TestBot::start(|_| async { Answer::with_body(200, "text/plain", "news") }).await;
+    let _shop_agent = TestAgent::connect(&relay, &[("shop", shop.url("/"))]).await;
+    let _news_agent = TestAgent::connect(&relay, &[("news", news.url("/"))]).await;
+    let telegram = FakeTelegram::new(&relay);
+
+    for _ in 0..3 {
+        assert_eq!(
+            &telegram
+                .send("/hook/shop", update_json(1, 2, "x"))
+                .await
+                .body[..],
+            b"shop"
+        );
+        assert_eq!(
+            &telegram
+                .send("/hook/news", update_json(1, 2, "x"))
+                .await
+                .body[..],
+            b"news"
+        );
+    }
+    assert_eq!((shop.count(), news.count()), (3, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_and_restarted_serves_again() {
+    let relay = TestRelay::start();
+    let bot = TestBot::ok().await;
+    let mut agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
+    let telegram = FakeTelegram::new(&relay);
+    assert_eq!(
+        telegram
+            .send("/hook/echo", update_json(1, 2, "before"))
+            .await
+            .status,
+        200
+    );
+
+    let config = agent.config.clone();
+    agent.kill();
+    relay.wait_until_gone("echo").await;
+    assert_eq!(
+        telegram
+            .send("/hook/echo", update_json(2, 2, "during"))
+            .await
+            .status,
+        503
+    );
+
+    let _agent = TestAgent::start(config);
+    relay.wait_for_bot("echo").await;
+    assert_eq!(
+        telegram
+            .send("/hook/echo", update_json(3, 2, "after"))
+            .await
+            .status,
+        200
+    );
+    let texts: HashSet<_> = bot.received().iter().map(|r| r.body.clone()).collect();
+    assert_eq!(texts.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_relay_restart_the_agent_is_back_within_two_seconds() {
+    let mut relay = TestRelay::start();
+    let bot = TestBot::ok().await;
+    let _agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
+    let telegram = FakeTelegram::new(&relay);
+    assert_eq!(
+        telegram
+            .send("/hook/echo", update_json(1, 2, "before"))
+            .await
+            .status,
+        200
+    );
+
+    relay.restart();
+    let restarted = Instant::now();
+    relay.wait_for_bot("echo").await;
+    let back_after = restarted.elapsed();
+    assert!(
+        back_after < Duration::from_secs(2),
+        "agent took {back_after:?} to come back"
+    );
+    let telegram = FakeTelegram::new(&relay);
+    assert_eq!(
+        telegram
+            .send("/hook/echo", update_json(2, 2, "after"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(bot.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_stopped_gracefully_lets_the_agent_reconnect_to_its_successor() {
+    let mut relay = TestRelay::start();
+    let bot = TestBot::ok().await;
+    let mut agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
+    relay.stop().await;
+    relay.restart();
+    relay.wait_for_bot("echo").await;
+    assert_eq!(
+        FakeTelegram::new(&relay)
+            .send("/hook/echo", update_json(1, 2, "x"))
+            .await
+            .status,
+        200
+    );
+    agent.stop().await;
+    relay.wait_until_gone("echo").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_agent_token_is_refused_and_the_agent_exits_instead_of_retrying() {
+    let relay = TestRelay::start();
+    let bot = TestBot::ok().await;
+    let mut config = TestAgent::config(&relay, &[("echo", bot.url("/"))]);
+    config.token = protocol::Secret::new("not-the-right-token-at-all");
+    let mut agent = TestAgent::start(config);
+    let exit = agent.exited().await;
+    assert!(matches!(exit, Err(AgentError::TokenRejected)), "{exit:?}");
+    assert!(!relay.serves("echo"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_restricted_to_other_bots_is_refused_with_a_reason() {
+    let mut config = TestRelay::config();
+    config.agents.push(relay_server::config::AgentGrant {
+        name: "shop-only".into(),
+        token: protocol::Secret::new("shop-only-token-0123456789"),
+        bots: vec!["shop".into()],
+    });
+    let relay = TestRelay::start_with(config);
+    let bot = TestBot::ok().await;
+    let mut config = TestAgent::config(&relay, &[("news", bot.url("/"))]);
+    config.token = protocol::Secret::new("shop-only-token-0123456789");
+    let mut agent = TestAgent::start(config);
+    let exit = agent.exited().await;
+    match exit {
+        Err(error @ AgentError::BotNotAllowed { .. }) => {
+            assert!(error.to_string().contains("news"), "{error}")
+        }
+        other => panic!("expected BotNotAllowed, got {other:?}"),
+    }
+}
