@@ -7,6 +7,9 @@ use relay_server::{Cli, Config, Relay};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Exit status for a configuration the user must fix (as for clap's usage errors).
+const EXIT_CONFIG: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -16,18 +19,21 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let config = match Config::from_cli(cli) {
+        Ok(config) => config,
+        Err(error) => return fail(error.to_string(), EXIT_CONFIG),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
-        Err(error) => return fail(format!("cannot start the async runtime: {error}")),
+        Err(error) => return fail(format!("cannot start the async runtime: {error}"), 1),
     };
-    match runtime.block_on(serve(cli)) {
+    match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(message),
+        Err(message) => fail(message, 1),
     }
 }
 
-async fn serve(cli: Cli) -> Result<(), String> {
-    let config = Config::from_cli(cli).map_err(|e| e.to_string())?;
+async fn serve(config: Config) -> Result<(), String> {
     let relay = Relay::prepare(config).map_err(|e| e.to_string())?;
     let address = relay.config().listen;
     let listener = TcpListener::bind(address).await.map_err(|error| match error.kind() {
@@ -126,7 +132,7 @@ async fn watch_signals(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn fail(message: String) -> ExitCode {
+fn fail(message: String, code: u8) -> ExitCode {
     eprintln!("relay-server: error: {message}");
-    ExitCode::FAILURE
+    ExitCode::from(code)
 }
