@@ -11,6 +11,23 @@ pub type RequestId = u64;
 /// so duplicates and their order survive.
 pub type Header = (String, Bytes);
 
+/// Headers that describe one HTTP connection, not the message (RFC 9110 §7.6.1). Frames carry only
+/// end-to-end headers: each hop sets these for itself.
+pub const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Whether `name` (lowercase) is a hop-by-hop header that frames never carry.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
 /// Everything that crosses the tunnel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {

@@ -22,7 +22,8 @@ pub mod secret;
 
 pub use codec::{DecodeError, EncodeError, decode, encode, frame_limit, peek_hello_version};
 pub use frame::{
-    Failure, FailureKind, Frame, Header, Hello, HelloAck, Request, RequestId, Response,
+    Failure, FailureKind, Frame, HOP_BY_HOP, Header, Hello, HelloAck, Request, RequestId, Response,
+    is_hop_by_hop,
 };
 pub use link::{LinkConfig, LinkError, LinkReader, Outbox};
 pub use secret::Secret;

@@ -36,18 +36,6 @@ pub const RELAY_MARGIN: Duration = Duration::from_millis(500);
 /// The least time any forward gets, even when the relay's deadline is nearly spent.
 pub const MIN_FORWARD_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Headers that describe one HTTP connection rather than the message (RFC 9110 §7.6.1); each hop
-/// sets its own.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Sends relayed requests to the bots. One per agent, shared by all sessions, so that keep-alive
@@ -243,7 +231,7 @@ fn response_headers(headers: &HeaderMap) -> Vec<protocol::Header> {
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+    protocol::is_hop_by_hop(name.as_str())
 }
 
 /// An error and its causes on one line; hyper's top-level messages alone say little.

@@ -21,17 +21,3 @@ pub fn text_response(status: StatusCode, sentence: &'static str) -> Response<Ful
     );
     response
 }
-
-/// Headers that describe one hop, not the message, and so are never passed through (RFC 9110 §7.6.1).
-pub fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-    )
-}

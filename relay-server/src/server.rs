@@ -24,8 +24,11 @@ use crate::{session, webhook};
 
 /// A client that has not finished its TLS handshake by now is a scanner or a slowloris.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Telegram sends its ≤ 4 KiB header block at once; slower senders are holding a slot.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may take to send a request's header block, counted from when the relay
+/// starts waiting for it, so it is also how long an idle keep-alive connection stays open.
+/// Telegram sends its ≤ 4 KiB header block at once and reconnects freely; 30 s (hyper's default)
+/// keeps busy bots on warm connections while a slowloris gives its slot back soon.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Telegram's header block is at most 4 KiB; 64 KiB leaves room for proxies and stays far under
 /// the protocol's head room.
 const MAX_HEADER_BYTES: usize = 64 * 1024;

@@ -11,11 +11,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use protocol::{FailureKind, Header};
+use protocol::{FailureKind, Header, is_hop_by_hop};
 use tracing::Instrument;
 
 use crate::agents::CallError;
-use crate::http::{is_hop_by_hop, plain, text_response};
+use crate::http::{plain, text_response};
 use crate::state::Shared;
 
 /// The path prefix of every webhook URL.
