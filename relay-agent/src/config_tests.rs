@@ -326,3 +326,24 @@ fn config_new_has_defaults_and_validate_catches_hand_edits() {
     );
     assert!(Config::new("ws://h", Secret::new("t"), vec![]).is_err());
 }
+
+#[test]
+fn every_agent_config_in_deploy_parses() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&deploy).expect("deploy dir") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("relay-agent") && name.ends_with(".toml") {
+            let file = path.to_str().expect("utf-8 path");
+            // The deploy example leaves the token to RELAY_AGENT_TOKEN.
+            config(&["--config", file, "--token", "from-the-environment"])
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no relay-agent*.toml in deploy/");
+}

@@ -1,6 +1,8 @@
 //! Who may connect as an agent, and which bots each token may serve.
 
 use std::collections::{BTreeSet, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use protocol::Secret;
@@ -18,6 +20,7 @@ pub struct Access {
     grants: Vec<(String, Secret, BTreeSet<String>)>,
     configured_bots: HashSet<String>,
     seen_bots: Mutex<HashSet<String>>,
+    seen_file: Option<PathBuf>,
 }
 
 /// What an authenticated agent may do.
@@ -51,7 +54,23 @@ impl Access {
                 .collect(),
             configured_bots: config.configured_bots().map(str::to_owned).collect(),
             seen_bots: Mutex::new(HashSet::new()),
+            seen_file: None,
         }
+    }
+
+    /// Keeps the declared bots in `file` too, and starts from what it already lists, so that
+    /// after a restart a bot whose agent has not reconnected yet gets 503 (retry soon), not 404.
+    pub fn remember_in(mut self, file: PathBuf) -> Self {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let names = text
+                .lines()
+                .map(str::trim)
+                .filter(|n| crate::config::is_valid_bot_name(n));
+            let seen = self.seen_bots.get_mut().unwrap_or_else(|p| p.into_inner());
+            seen.extend(names.take(MAX_SEEN_BOTS).map(str::to_owned));
+        }
+        self.seen_file = Some(file);
+        self
     }
 
     /// The grant that `presented` unlocks. Every token is compared, in constant time, so the
@@ -80,9 +99,24 @@ impl Access {
     /// Notes that an agent declared `bot`, so webhooks for it get 503 rather than 404 while no
     /// agent is connected.
     pub fn note_declared(&self, bot: &str) {
-        if let Ok(mut seen) = self.seen_bots.lock() {
-            if seen.len() < MAX_SEEN_BOTS {
-                seen.insert(bot.to_owned());
+        let Ok(mut seen) = self.seen_bots.lock() else {
+            return;
+        };
+        if seen.len() >= MAX_SEEN_BOTS || !seen.insert(bot.to_owned()) {
+            return;
+        }
+        if let Some(file) = &self.seen_file {
+            // Rare (once per new bot), so a blocking append under the lock is fine.
+            if let Some(dir) = file.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .and_then(|mut f| writeln!(f, "{bot}"));
+            if let Err(error) = appended {
+                tracing::warn!(file = %file.display(), %error, "cannot remember a declared bot");
             }
         }
     }
@@ -118,6 +152,20 @@ mod tests {
         assert!(home.allows("shop") && !home.allows("echo"));
         assert!(access.authenticate(b"home-token-012345678").is_none());
         assert!(access.authenticate(b"").is_none());
+    }
+
+    #[test]
+    fn declared_bots_are_remembered_across_restarts() {
+        let dir = crate::files::tests::temp_dir("known-bots");
+        let file = dir.join("known-bots");
+        access().remember_in(file.clone()).note_declared("echo");
+        let restarted = access().remember_in(file.clone());
+        assert!(restarted.knows("echo"));
+        assert!(!restarted.knows("other"));
+        restarted.note_declared("echo");
+        let lines = std::fs::read_to_string(&file).expect("file");
+        assert_eq!(lines, "echo\n", "each bot is written once");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

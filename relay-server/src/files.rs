@@ -17,10 +17,10 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// Reads the agent token from `path`, or makes one (32 random bytes, hex) and keeps it there, so
-/// that agents set up once keep working across restarts.
-pub fn load_or_create_token(path: &Path) -> std::io::Result<Secret> {
+/// that agents set up once keep working across restarts. The flag says whether it was made now.
+pub fn load_or_create_token(path: &Path) -> std::io::Result<(Secret, bool)> {
     match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(Secret::new(text.trim())),
+        Ok(text) if !text.trim().is_empty() => return Ok((Secret::new(text.trim()), false)),
         Ok(_) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
@@ -31,7 +31,7 @@ pub fn load_or_create_token(path: &Path) -> std::io::Result<Secret> {
         std::fs::create_dir_all(dir)?;
     }
     write_private(path, format!("{token}\n").as_bytes())?;
-    Ok(Secret::new(token))
+    Ok((Secret::new(token), true))
 }
 
 #[cfg(test)]
@@ -51,9 +51,11 @@ pub(crate) mod tests {
     fn token_is_generated_once_and_kept_private() {
         let dir = temp_dir("token");
         let path = dir.join("agent-token");
-        let first = load_or_create_token(&path).expect("token");
+        let (first, made) = load_or_create_token(&path).expect("token");
+        assert!(made);
         assert_eq!(first.expose().len(), 64);
-        let again = load_or_create_token(&path).expect("token");
+        let (again, made) = load_or_create_token(&path).expect("token");
+        assert!(!made);
         assert_eq!(first, again);
         #[cfg(unix)]
         {

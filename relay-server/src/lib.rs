@@ -38,6 +38,12 @@ use crate::access::Access;
 use crate::agents::Registry;
 use crate::state::Shared;
 
+/// How long agent sessions get to send "going away" once the webhooks are drained.
+const SESSION_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The file in the data dir that lists the bots agents have declared under the any-bot token.
+pub const KNOWN_BOTS_FILE: &str = "known-bots";
+
 /// The file in the data dir that holds the generated agent token.
 pub const TOKEN_FILE: &str = "agent-token";
 
@@ -66,6 +72,7 @@ pub struct Relay {
     config: Config,
     any_bot_token: Option<Secret>,
     token_file: Option<PathBuf>,
+    token_is_new: bool,
     tls: Option<tls::Tls>,
     registry: Arc<Registry>,
 }
@@ -74,24 +81,26 @@ impl Relay {
     /// Validates `config`, loads or creates the agent token and the certificate.
     pub fn prepare(config: Config) -> Result<Self, SetupError> {
         config.validate()?;
-        let (any_bot_token, token_file) = match (&config.agent_token, config.agents.is_empty()) {
-            (Some(token), _) => (Some(token.clone()), None),
-            (None, false) => (None, None),
-            (None, true) => {
-                let path = config.data_dir.join(TOKEN_FILE);
-                let token =
-                    files::load_or_create_token(&path).map_err(|source| SetupError::Token {
-                        path: path.clone(),
-                        source,
-                    })?;
-                (Some(token), Some(path))
-            }
-        };
+        let (any_bot_token, token_file, token_is_new) =
+            match (&config.agent_token, config.agents.is_empty()) {
+                (Some(token), _) => (Some(token.clone()), None, false),
+                (None, false) => (None, None, false),
+                (None, true) => {
+                    let path = config.data_dir.join(TOKEN_FILE);
+                    let (token, made) =
+                        files::load_or_create_token(&path).map_err(|source| SetupError::Token {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    (Some(token), Some(path), made)
+                }
+            };
         let tls = tls::load(&config.tls, &config.data_dir, config.public_host.as_deref())?;
         Ok(Self {
             config,
             any_bot_token,
             token_file,
+            token_is_new,
             tls,
             registry: Arc::new(Registry::default()),
         })
@@ -105,6 +114,11 @@ impl Relay {
     /// The data-dir file the any-bot token came from, when it was generated there.
     pub fn token_file(&self) -> Option<&Path> {
         self.token_file.as_deref()
+    }
+
+    /// Whether this start generated the token (so it has never been shown before).
+    pub fn token_is_new(&self) -> bool {
+        self.token_is_new
     }
 
     /// The self-signed certificate's file, when the relay made one.
@@ -132,7 +146,14 @@ impl Relay {
     /// Serves on `listener` until `shutdown` fires, then lets in-flight work finish within the
     /// configured grace period.
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
-        let access = Access::new(&self.config, self.any_bot_token);
+        let remember = self
+            .any_bot_token
+            .is_some()
+            .then(|| self.config.data_dir.join(KNOWN_BOTS_FILE));
+        let mut access = Access::new(&self.config, self.any_bot_token);
+        if let Some(file) = remember {
+            access = access.remember_in(file);
+        }
         let grace = self.config.limits.shutdown_grace;
         let acceptor = self
             .tls
@@ -148,6 +169,7 @@ impl Relay {
             tracing::info!(%address, tls = shared.tls, "relay listening");
         }
         server::accept_loop(listener, shared.clone(), acceptor).await;
+        // Webhooks in flight still need their agents, so sessions end only after them.
         shared.tasks.close();
         if tokio::time::timeout(grace, shared.tasks.wait())
             .await
@@ -158,6 +180,9 @@ impl Relay {
                 "shutdown grace period over; dropping what is still in flight"
             );
         }
+        shared.sessions_stop.cancel();
+        shared.session_tasks.close();
+        let _ = tokio::time::timeout(SESSION_CLOSE_GRACE, shared.session_tasks.wait()).await;
         tracing::info!("relay stopped");
     }
 }

@@ -69,13 +69,17 @@ fn print_banner(relay: &Relay, listener: &TcpListener) {
     } else {
         ("http", "ws")
     };
-    let token = match relay.token_file() {
-        Some(_) => relay.any_bot_token().map(|t| t.expose().to_owned()),
-        None => relay
-            .any_bot_token()
-            .map(|_| "\"$RELAY_AGENT_TOKEN\"".to_owned()),
-    }
-    .unwrap_or_else(|| "TOKEN-FROM-YOUR-CONFIG".into());
+    // The token is shown once, when it is made; later starts point at its file, so logs that
+    // capture stdout (the journal) do not keep repeating a secret.
+    let token = match (relay.any_bot_token(), relay.token_file()) {
+        (Some(token), Some(_)) if relay.token_is_new() => token.expose().to_owned(),
+        (Some(_), Some(file)) => {
+            let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+            format!("\"$(cat {})\"", file.display())
+        }
+        (Some(_), None) => "\"$RELAY_AGENT_TOKEN\"".to_owned(),
+        (None, _) => "TOKEN-FROM-YOUR-CONFIG".to_owned(),
+    };
     let ca = relay
         .self_signed_cert()
         .map(|path| {

@@ -73,7 +73,7 @@ pub fn upgrade(
         return text_response(StatusCode::UNAUTHORIZED, "invalid agent token");
     };
     let worker = shared.clone();
-    shared.tasks.spawn(async move {
+    shared.session_tasks.spawn(async move {
         let upgraded =
             match tokio::time::timeout(UPGRADE_TIMEOUT, hyper::upgrade::on(request)).await {
                 Ok(Ok(upgraded)) => upgraded,
@@ -126,7 +126,7 @@ where
         };
         let (sink, stream) = ws.split();
         let (outbox, queue) = mpsc::channel(OUTBOX_CAPACITY);
-        let stop = shared.shutdown.child_token();
+        let stop = shared.sessions_stop.child_token();
         let writer = tokio::spawn(link::write_loop(sink, queue, config, stop.clone()));
         let mut reader = LinkReader::new(stream, outbox.clone(), config);
 

@@ -21,10 +21,15 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// Whether the listener speaks TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
-    /// Fires when the relay is shutting down.
+    /// Fires when the relay stops accepting: connections finish what they are doing and close.
     pub shutdown: CancellationToken,
-    /// Every connection and session task, so shutdown can wait for them.
+    /// Fires once in-flight webhooks are answered (or the grace period is over): agent sessions
+    /// say "going away" and end. Later than `shutdown`, so answers on their way still arrive.
+    pub sessions_stop: CancellationToken,
+    /// Every HTTP connection task, so shutdown can wait for in-flight webhooks.
     pub tasks: TaskTracker,
+    /// Every agent session task.
+    pub session_tasks: TaskTracker,
     next_session: AtomicU64,
 }
 
@@ -43,7 +48,9 @@ impl Shared {
             registry,
             tls,
             shutdown,
+            sessions_stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            session_tasks: TaskTracker::new(),
             next_session: AtomicU64::new(1),
         }
     }

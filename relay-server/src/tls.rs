@@ -116,19 +116,34 @@ fn self_signed(dir: &Path, public_host: Option<&str>) -> Result<(PathBuf, PathBu
     if cert_path.exists() && key_path.exists() && current.as_deref() == Some(wanted.as_str()) {
         return Ok((cert_path, key_path));
     }
-    let certified = rcgen::generate_simple_self_signed(names.clone())
+    let (cert, key) = generate(&names)
         .map_err(|e| TlsError::Setup(format!("cannot generate a certificate: {e}")))?;
     let write_error = |path: &Path| {
         let path = path.to_owned();
         move |source| TlsError::Write { path, source }
     };
     std::fs::create_dir_all(dir).map_err(write_error(dir))?;
-    crate::files::write_private(&key_path, certified.signing_key.serialize_pem().as_bytes())
+    crate::files::write_private(&key_path, key.serialize_pem().as_bytes())
         .map_err(write_error(&key_path))?;
-    std::fs::write(&cert_path, certified.cert.pem()).map_err(write_error(&cert_path))?;
+    std::fs::write(&cert_path, cert.pem()).map_err(write_error(&cert_path))?;
     std::fs::write(&names_path, wanted).map_err(write_error(&names_path))?;
     tracing::info!(cert = %cert_path.display(), names = ?names, "generated a self-signed certificate");
     Ok((cert_path, key_path))
+}
+
+/// A self-signed certificate for `names`, whose common name is the first of them: Telegram checks
+/// the host against the CN or a SAN of an uploaded certificate. The key is ECDSA P-256, which
+/// `ring` can generate (it cannot make RSA keys); bring an RSA certificate with `--tls-cert` if a
+/// client insists on one.
+fn generate(names: &[String]) -> Result<(rcgen::Certificate, rcgen::KeyPair), rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(rcgen::DnType::CommonName, names[0].as_str());
+    subject.push(rcgen::DnType::OrganizationName, "relay-server self-signed");
+    params.distinguished_name = subject;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert, key))
 }
 
 #[cfg(test)]

@@ -183,10 +183,22 @@ fn failure_status(error: &CallError) -> (StatusCode, &'static str) {
     }
 }
 
-/// The request's headers as they go to the bot: every end-to-end header in order, duplicates kept,
-/// then `X-Forwarded-For` (the caller's address appended to any the caller sent) and
-/// `X-Forwarded-Proto`.
+/// The request's headers as they go to the bot: every end-to-end header in order (same-name
+/// headers stay together, as hyper groups them), then `X-Forwarded-For` and `X-Forwarded-Proto`.
+///
+/// When the relay terminates TLS it is the edge, and whatever forwarding headers a caller sent are
+/// lies it could tell: they are replaced by the caller's address and `https`, so a bot's IP filter
+/// reading the left-most address sees the real sender. Behind a TLS-terminating proxy (`tls`
+/// false) the proxy's headers are kept and the proxy's address is appended.
 fn forwarded_headers(headers: &HeaderMap, peer: SocketAddr, tls: bool) -> Vec<Header> {
+    // Headers named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+    let named_by_connection: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .collect();
     let mut out = Vec::with_capacity(headers.len() + 2);
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
     let mut forwarded_proto = None;
@@ -194,18 +206,21 @@ fn forwarded_headers(headers: &HeaderMap, peer: SocketAddr, tls: bool) -> Vec<He
         match name.as_str() {
             "x-forwarded-for" => forwarded_for.push(value.as_bytes()),
             "x-forwarded-proto" => forwarded_proto = forwarded_proto.or(Some(value.as_bytes())),
-            name if is_hop_by_hop(name) => {}
+            name if is_hop_by_hop(name) || named_by_connection.iter().any(|n| n == name) => {}
             name => out.push((name.to_owned(), Bytes::copy_from_slice(value.as_bytes()))),
         }
     }
     let peer_ip = peer.ip().to_canonical().to_string();
-    let mut chain = forwarded_for.join(&b", "[..]);
+    let mut chain = if tls {
+        Vec::new()
+    } else {
+        forwarded_for.join(&b", "[..])
+    };
     if !chain.is_empty() {
         chain.extend_from_slice(b", ");
     }
     chain.extend_from_slice(peer_ip.as_bytes());
     out.push(("x-forwarded-for".into(), Bytes::from(chain)));
-    // Behind a TLS-terminating proxy the proxy knows the scheme; when we terminate TLS, we do.
     let proto = match (tls, forwarded_proto) {
         (true, _) => Bytes::from_static(b"https"),
         (false, Some(theirs)) => Bytes::copy_from_slice(theirs),
@@ -263,29 +278,36 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_keep_order_and_duplicates_and_add_the_caller() {
+    fn forwarded_headers_keep_order_and_duplicates_and_name_the_real_caller() {
         let mut headers = HeaderMap::new();
         headers.append("content-type", HeaderValue::from_static("application/json"));
         headers.append("x-dup", HeaderValue::from_static("1"));
-        headers.append("connection", HeaderValue::from_static("keep-alive"));
+        headers.append("connection", HeaderValue::from_static("keep-alive, X-Hop"));
+        headers.append("x-hop", HeaderValue::from_static("dropped"));
         headers.append("x-dup", HeaderValue::from_static("2"));
         headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
         headers.append("x-forwarded-proto", HeaderValue::from_static("http"));
         let peer: SocketAddr = "149.154.167.220:4431".parse().expect("addr");
-        let out = forwarded_headers(&headers, peer, true);
-        let flat: Vec<(&str, &[u8])> = out.iter().map(|(n, v)| (n.as_str(), &v[..])).collect();
-        assert_eq!(
-            flat,
-            [
-                ("content-type", &b"application/json"[..]),
-                ("x-dup", b"1"),
-                ("x-dup", b"2"),
-                ("x-forwarded-for", b"203.0.113.9, 149.154.167.220"),
-                ("x-forwarded-proto", b"https"),
-            ]
-        );
-        let plain = forwarded_headers(&headers, peer, false);
-        assert_eq!(&plain.last().expect("proto").1[..], b"http");
+        let flat = |out: &[Header]| -> Vec<(String, Vec<u8>)> {
+            out.iter().map(|(n, v)| (n.clone(), v.to_vec())).collect()
+        };
+        let at_the_edge = forwarded_headers(&headers, peer, true);
+        let expected: Vec<(String, Vec<u8>)> = [
+            ("content-type", &b"application/json"[..]),
+            ("x-dup", b"1"),
+            ("x-dup", b"2"),
+            ("x-forwarded-for", b"149.154.167.220"),
+            ("x-forwarded-proto", b"https"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_vec()))
+        .collect();
+        assert_eq!(flat(&at_the_edge), expected);
+
+        let behind_a_proxy = forwarded_headers(&headers, peer, false);
+        let tail = &flat(&behind_a_proxy)[3..];
+        assert_eq!(tail[0].1, b"203.0.113.9, 149.154.167.220");
+        assert_eq!(tail[1].1, b"http");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub struct TestRelay {
     registry: Arc<Registry>,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: CancellationToken,
+    stopped: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl TestRelay {
@@ -61,9 +62,11 @@ impl TestRelay {
             .expect("runtime");
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
+        let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             relay.run(listener, stop).await;
+            let _ = stopped_tx.send(());
         });
         Self {
             addr,
@@ -72,6 +75,7 @@ impl TestRelay {
             registry,
             runtime: Some(runtime),
             shutdown,
+            stopped: Some(stopped),
         }
     }
 
@@ -108,15 +112,14 @@ impl TestRelay {
         }
     }
 
-    /// Stops the relay the way SIGTERM does and waits for it to finish.
+    /// Stops the relay the way SIGTERM does and waits until its drain is over.
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
-        if let Some(runtime) = self.runtime.take() {
-            let _ = tokio::task::spawn_blocking(move || {
-                runtime.shutdown_timeout(crate::DEADLINE);
-            })
-            .await;
+        if let Some(stopped) = self.stopped.take() {
+            let drained = tokio::time::timeout(crate::DEADLINE, stopped).await;
+            assert!(drained.is_ok(), "relay did not stop within the deadline");
         }
+        self.kill();
     }
 
     /// Starts a new relay with the same configuration and data dir on the same port.

@@ -190,6 +190,24 @@ async fn a_relay_stopped_gracefully_lets_the_agent_reconnect_to_its_successor() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_lets_webhooks_in_flight_get_the_bots_answer() {
+    let mut relay = TestRelay::start();
+    let bot = TestBot::start(|_| async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Answer::with_body(200, "text/plain", "finished")
+    })
+    .await;
+    let _agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
+    let telegram = FakeTelegram::new(&relay);
+    let in_flight =
+        tokio::spawn(async move { telegram.send("/hook/echo", update_json(1, 2, "x")).await });
+    e2e::eventually("the bot has the request", || bot.count() == 1).await;
+    relay.stop().await;
+    let reply = in_flight.await.expect("task");
+    assert_eq!((reply.status, &reply.body[..]), (200, &b"finished"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_agent_token_is_refused_and_the_agent_exits_instead_of_retrying() {
     let relay = TestRelay::start();
     let bot = TestBot::ok().await;
