@@ -94,6 +94,25 @@ pub struct Request {
     pub body: Bytes,
     /// How long the relay waits for the answer; the agent gives up a little earlier.
     pub timeout_ms: u32,
+    /// The Telegram `update_id` in the body, when the relay found one; the agent uses it to
+    /// skip updates the bot has already had.
+    pub update_id: Option<i64>,
+    /// Whether a caller is waiting for this answer, or the relay is delivering from its store.
+    pub delivery: Delivery,
+}
+
+/// How a request reaches the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// Telegram is waiting: the bot's answer goes back to it unchanged.
+    Live,
+    /// From the relay's store, after the relay already answered Telegram 200. The bot's 2xx
+    /// answer acknowledges it (anything else is retried), and a Bot API call in the answer's
+    /// body must be made by the agent, since Telegram will never see it.
+    Stored {
+        /// 1 for the first delivery, counting up with each retry.
+        attempt: u32,
+    },
 }
 
 /// The bot's HTTP answer, passed back unchanged.

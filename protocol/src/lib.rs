@@ -20,10 +20,13 @@ pub mod frame;
 pub mod link;
 pub mod secret;
 
-pub use codec::{DecodeError, EncodeError, decode, encode, frame_limit, peek_hello_version};
+pub use codec::{
+    DecodeError, EncodeError, decode, decode_value, encode, encode_value, frame_limit,
+    peek_hello_version,
+};
 pub use frame::{
-    Failure, FailureKind, Frame, HOP_BY_HOP, Header, Hello, HelloAck, Request, RequestId, Response,
-    is_hop_by_hop,
+    Delivery, Failure, FailureKind, Frame, HOP_BY_HOP, Header, Hello, HelloAck, Request, RequestId,
+    Response, is_hop_by_hop,
 };
 pub use link::{LinkConfig, LinkError, LinkReader, Outbox};
 pub use secret::Secret;

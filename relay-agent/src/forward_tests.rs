@@ -38,6 +38,8 @@ fn request(id: u64) -> Request {
         )],
         body: Bytes::from_static(br#"{"update_id":1}"#),
         timeout_ms: 25_000,
+        update_id: None,
+        delivery: protocol::Delivery::Live,
     }
 }
 
@@ -253,6 +255,8 @@ async fn a_full_agent_answers_overloaded() {
         .expect("first request reaches the bot");
     let waiting = Request {
         timeout_ms: 700,
+        update_id: None,
+        delivery: protocol::Delivery::Live,
         ..request(2)
     };
     let (kind, message) = failure(forward(&forwarder, waiting, 1024).await);

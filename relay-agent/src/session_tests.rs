@@ -81,6 +81,8 @@ fn request(id: u64, path: &str, body: &'static [u8]) -> Frame {
         )],
         body: Bytes::from_static(body),
         timeout_ms: 60_000,
+        update_id: None,
+        delivery: protocol::Delivery::Live,
     })
 }
 

@@ -265,6 +265,8 @@ mod tests {
             headers: vec![],
             body: Bytes::from_static(b"{}"),
             timeout_ms: 1000,
+            update_id: None,
+            delivery: protocol::Delivery::Live,
         }
     }
 

@@ -476,6 +476,8 @@ mod tests {
             headers: vec![],
             body: Bytes::from_static(b"{}"),
             timeout_ms: 1000,
+            update_id: None,
+            delivery: protocol::Delivery::Live,
         };
         let call = tokio::spawn(async move { agent.call(request, Duration::from_secs(5)).await });
         let id = loop {

@@ -126,6 +126,8 @@ async fn deliver(
         headers: forwarded_headers(&parts.headers, peer, shared.tls),
         body,
         timeout_ms: u32::try_from(limits.bot_timeout.as_millis()).unwrap_or(u32::MAX),
+        update_id: None,
+        delivery: protocol::Delivery::Live,
     };
     let started = tokio::time::Instant::now();
     match agent.call(request, limits.bot_timeout).await {
