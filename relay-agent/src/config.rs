@@ -12,7 +12,7 @@ use clap::Parser;
 use protocol::Secret;
 use serde::Deserialize;
 
-use crate::url::{BotUrl, RelayUrl};
+use crate::url::{ApiUrl, BotUrl, RelayUrl};
 
 /// How many requests may be at the bot at once. Telegram opens at most 100 connections per bot
 /// (`max_connections` ≤ 100), so 100 never holds back a single bot.
@@ -39,6 +39,14 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The name used in the hello when neither `--name` nor the host name gives one.
 pub const FALLBACK_NAME: &str = "relay-agent";
+
+/// Where the agent keeps its state when neither `--state-dir` nor `state_dir` says: next to where
+/// it was started, like relay-server's `./relay-data`.
+pub const DEFAULT_STATE_DIR: &str = "./relay-agent-data";
+
+/// The environment variable that holds a bot's token is this prefix and the bot's name, upper-cased
+/// with `-` as `_`: bot `shop-bot` reads `RELAY_BOT_TOKEN_SHOP_BOT`.
+pub const BOT_TOKEN_ENV_PREFIX: &str = "RELAY_BOT_TOKEN_";
 
 /// Command-line flags. Each may also come from the config file; a flag wins over the file.
 #[derive(Debug, Parser)]
@@ -71,7 +79,8 @@ pub struct Cli {
     pub bots: Vec<String>,
 
     /// A TOML file with the same settings (keys: relay, token, ca, name, max_concurrency,
-    /// request_timeout, heartbeat_timeout, startup_timeout, and a [bots.NAME] table with url).
+    /// request_timeout, heartbeat_timeout, startup_timeout, state_dir, api_url, and a [bots.NAME]
+    /// table with url and bot_token).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -95,6 +104,24 @@ pub struct Cli {
     /// 0s retries forever. After the first connection the agent always retries [default: 30s].
     #[arg(long, value_name = "DURATION")]
     pub startup_timeout: Option<String>,
+
+    /// Where the agent keeps the update ids each bot has already answered, so that updates the
+    /// relay delivers again reach the bot only once, across restarts. Created if missing
+    /// [default: ./relay-agent-data].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// A bot's Telegram token, needed only to make the Bot API call a bot puts in its answer to an
+    /// update the relay stored while the agent or bot was away. Also read from
+    /// RELAY_BOT_TOKEN_NAME (the bot's name upper-cased, - as _); prefer that. Repeat for more
+    /// bots.
+    #[arg(long = "bot-token", value_name = "NAME=TOKEN", value_parser = parse_secret)]
+    pub bot_tokens: Vec<Secret>,
+
+    /// The Bot API server for those calls, http:// or https:// [default: Telegram's,
+    /// api.telegram.org over HTTPS].
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
 }
 
 fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
@@ -116,6 +143,8 @@ struct File {
     heartbeat_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     startup_timeout: Option<Duration>,
+    state_dir: Option<PathBuf>,
+    api_url: Option<String>,
     /// A table per bot, so that bots can grow keys without changing the file's shape.
     #[serde(default)]
     bots: BTreeMap<String, FileBot>,
@@ -126,6 +155,7 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct FileBot {
     url: String,
+    bot_token: Option<Secret>,
 }
 
 /// A bot this agent serves.
@@ -135,6 +165,9 @@ pub struct Bot {
     pub name: String,
     /// Where the bot listens for webhook requests.
     pub url: BotUrl,
+    /// The bot's Telegram token, for the Bot API calls the agent makes on the bot's behalf; without
+    /// it such calls are dropped (and counted).
+    pub bot_token: Option<Secret>,
 }
 
 /// Validated settings. Build it with [`Config::from_cli`] or [`Config::new`]; the tuning fields
@@ -159,6 +192,13 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     /// How long to try reaching the relay at start; `None` retries forever.
     pub startup_timeout: Option<Duration>,
+    /// Where the duplicate windows are kept. `None` keeps them in memory only, so they are lost
+    /// when the agent stops: [`Config::new`] starts there, so that code which builds a config
+    /// (tests, embedders) never shares a directory by accident; [`Config::from_cli`] defaults
+    /// to [`DEFAULT_STATE_DIR`].
+    pub state_dir: Option<PathBuf>,
+    /// The Bot API server that replies to stored updates go to.
+    pub api_url: ApiUrl,
 }
 
 /// A setting is missing or unusable. Each message is one line that says what to change.
@@ -200,6 +240,30 @@ pub enum ConfigError {
         /// The URL as given.
         url: String,
         /// What is wrong with it and what to use instead.
+        reason: &'static str,
+    },
+    /// A Bot API URL that is not http(s) with a host.
+    #[error("--api-url '{url}' {reason}")]
+    ApiUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A `--bot-token` value without `=`. The value is not repeated: it may be a token.
+    #[error("a --bot-token value is not NAME=TOKEN: write it like --bot-token echo=123456:ABC...")]
+    BotTokenSpec,
+    /// A bot token for a bot this agent does not serve.
+    #[error(
+        "--bot-token names bot '{0}', which is not declared: add --bot {0}=URL or fix the name"
+    )]
+    BotTokenForUnknownBot(String),
+    /// A bot token that cannot go into a URL path. The value is not repeated.
+    #[error("the bot token for '{bot}' {reason}: copy it again from @BotFather")]
+    BotToken {
+        /// The bot's name.
+        bot: String,
+        /// What is wrong with it.
         reason: &'static str,
     },
     /// The same bot name twice.
@@ -245,13 +309,26 @@ impl Config {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             startup_timeout: Some(DEFAULT_STARTUP_TIMEOUT),
+            state_dir: None,
+            api_url: ApiUrl::default(),
         };
         config.validate()?;
         Ok(config)
     }
 
-    /// Merges the flags with the config file they name, if any, and validates the result.
+    /// Merges the flags with the config file they name, if any, and with bot tokens from the
+    /// environment, and validates the result.
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        Config::from_cli_and_env(cli, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_cli`] with the environment as a function, so that tests need not change
+    /// the process's environment. Bot tokens: a `--bot-token` flag wins over the environment,
+    /// which wins over the file, as for the agent token.
+    pub(crate) fn from_cli_and_env(
+        cli: Cli,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let file = match &cli.config {
             Some(path) => read_file(path)?,
             None => File::default(),
@@ -268,8 +345,38 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
         for (name, entry) in file.bots {
-            bots.push(bot(name, &entry.url)?);
+            let mut bot = bot(name, &entry.url)?;
+            bot.bot_token = entry.bot_token;
+            bots.push(bot);
         }
+        for bot in &mut bots {
+            let from_env = env(&bot_token_env(&bot.name)).filter(|token| !token.is_empty());
+            if let Some(token) = from_env {
+                bot.bot_token = Some(Secret::new(token));
+            }
+        }
+        for spec in &cli.bot_tokens {
+            let (name, token) = spec
+                .expose()
+                .split_once('=')
+                .ok_or(ConfigError::BotTokenSpec)?;
+            let bot = bots
+                .iter_mut()
+                .find(|bot| bot.name == name)
+                .ok_or_else(|| ConfigError::BotTokenForUnknownBot(name.to_owned()))?;
+            bot.bot_token = Some(Secret::new(token));
+        }
+        let api_url = cli
+            .api_url
+            .or(file.api_url)
+            .map(|url| {
+                ApiUrl::parse(&url).map_err(|reason| ConfigError::ApiUrl {
+                    url: url.clone(),
+                    reason,
+                })
+            })
+            .transpose()?
+            .unwrap_or_default();
         let config = Config {
             relay: RelayUrl::parse(&relay)?,
             token: cli.token.or(file.token).ok_or(ConfigError::MissingToken)?,
@@ -302,6 +409,12 @@ impl Config {
                 Some(Duration::ZERO) => None,
                 Some(timeout) => Some(timeout),
             },
+            state_dir: Some(
+                cli.state_dir
+                    .or(file.state_dir)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            ),
+            api_url,
         };
         config.validate()?;
         Ok(config)
@@ -323,6 +436,9 @@ impl Config {
         }
         for (i, bot) in self.bots.iter().enumerate() {
             check_bot_name(&bot.name)?;
+            if let Some(token) = &bot.bot_token {
+                check_bot_token(&bot.name, token)?;
+            }
             if self.bots[..i].iter().any(|other| other.name == bot.name) {
                 return Err(ConfigError::DuplicateBot(bot.name.clone()));
             }
@@ -362,7 +478,41 @@ fn bot(name: String, url: &str) -> Result<Bot, ConfigError> {
         url: url.to_owned(),
         reason,
     })?;
-    Ok(Bot { name, url })
+    Ok(Bot {
+        name,
+        url,
+        bot_token: None,
+    })
+}
+
+/// The environment variable that may hold `bot`'s token.
+pub fn bot_token_env(bot: &str) -> String {
+    format!(
+        "{BOT_TOKEN_ENV_PREFIX}{}",
+        bot.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// A Telegram token (`123456:ABC-def...`) goes into the Bot API URL's path, so only characters that
+/// need no escaping there are accepted.
+fn check_bot_token(bot: &str, token: &Secret) -> Result<(), ConfigError> {
+    let token = token.expose();
+    let reason = if token.is_empty() {
+        "is empty"
+    } else if token.len() > 256 {
+        "is longer than 256 characters"
+    } else if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+    {
+        "has characters other than A-Z a-z 0-9 : _ -"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::BotToken {
+        bot: bot.to_owned(),
+        reason,
+    })
 }
 
 fn check_bot_name(name: &str) -> Result<(), ConfigError> {

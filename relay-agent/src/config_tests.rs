@@ -217,6 +217,12 @@ fn the_example_file_parses() {
         config.bots[0].url.to_string(),
         "http://127.0.0.1:8080/webhook"
     );
+    assert_eq!(
+        config.state_dir.as_deref(),
+        Some(Path::new("./relay-agent-data"))
+    );
+    assert_eq!(config.api_url, ApiUrl::default());
+    assert_eq!(config.bots[0].bot_token, None);
 }
 
 #[test]
@@ -346,4 +352,123 @@ fn every_agent_config_in_deploy_parses() {
         }
     }
     assert!(seen > 0, "no relay-agent*.toml in deploy/");
+}
+
+#[test]
+fn state_dir_api_url_and_bot_tokens_have_defaults() {
+    let config = with_base(&["--bot", "echo=http://127.0.0.1:8080/"]).expect("valid");
+    assert_eq!(
+        config.state_dir.as_deref(),
+        Some(Path::new(DEFAULT_STATE_DIR))
+    );
+    assert_eq!(config.api_url.to_string(), "https://api.telegram.org");
+    assert_eq!(config.bots[0].bot_token, None);
+    // Built by code, the windows stay in memory unless asked.
+    let config = Config::new(
+        "ws://h",
+        Secret::new("t"),
+        vec![("a".into(), "http://h/".into())],
+    )
+    .expect("valid");
+    assert_eq!(config.state_dir, None);
+    assert_eq!(config.api_url, ApiUrl::default());
+}
+
+#[test]
+fn bot_tokens_come_from_flags_the_environment_and_the_file_and_never_show() {
+    let file = TempFile::new(
+        "bot-tokens",
+        "state_dir = \"/var/lib/relay-agent\"\napi_url = \"http://127.0.0.1:8081/\"\n\
+         [bots.file-only]\nurl = \"http://127.0.0.1:9000/\"\nbot_token = \"111:file-token\"\n\
+         [bots.env-wins]\nurl = \"http://127.0.0.1:9001/\"\nbot_token = \"222:file-token\"\n\
+         [bots.flag-wins]\nurl = \"http://127.0.0.1:9002/\"\nbot_token = \"333:file-token\"\n",
+    );
+    let env = |name: &str| match name {
+        "RELAY_BOT_TOKEN_ENV_WINS" => Some("222:env-token".to_owned()),
+        "RELAY_BOT_TOKEN_FLAG_WINS" => Some("333:env-token".to_owned()),
+        "RELAY_BOT_TOKEN_ECHO" => Some(String::new()),
+        _ => None,
+    };
+    let mut args = BASE.to_vec();
+    args.extend_from_slice(&[
+        "--config",
+        file.path(),
+        "--bot",
+        "echo=http://127.0.0.1:8080/",
+        "--bot-token",
+        "flag-wins=333:flag-token",
+    ]);
+    let config = Config::from_cli_and_env(cli(&args), env).expect("valid");
+    let tokens: Vec<_> = config
+        .bots
+        .iter()
+        .map(|bot| {
+            (
+                bot.name.as_str(),
+                bot.bot_token.as_ref().map(Secret::expose),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tokens,
+        [
+            ("echo", None),
+            ("env-wins", Some("222:env-token")),
+            ("file-only", Some("111:file-token")),
+            ("flag-wins", Some("333:flag-token")),
+        ]
+    );
+    assert_eq!(
+        config.state_dir.as_deref(),
+        Some(Path::new("/var/lib/relay-agent"))
+    );
+    assert_eq!(config.api_url.to_string(), "http://127.0.0.1:8081");
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("-token"),
+        "tokens must not show in Debug: {debug}"
+    );
+
+    // The flags win over the file for the state directory and the Bot API too.
+    args.extend_from_slice(&["--state-dir", "here", "--api-url", "https://tg.example.com"]);
+    let config = Config::from_cli_and_env(cli(&args), env).expect("valid");
+    assert_eq!(config.state_dir.as_deref(), Some(Path::new("here")));
+    assert_eq!(config.api_url.to_string(), "https://tg.example.com");
+    assert!(!format!("{:?}", cli(&args)).contains("flag-token"));
+}
+
+#[test]
+fn bot_token_env_names_are_upper_case_with_underscores() {
+    assert_eq!(bot_token_env("echo"), "RELAY_BOT_TOKEN_ECHO");
+    assert_eq!(bot_token_env("shop-bot_2"), "RELAY_BOT_TOKEN_SHOP_BOT_2");
+}
+
+#[test]
+fn bad_bot_tokens_and_api_urls_are_refused_without_showing_the_token() {
+    let bot = ["--bot", "echo=http://127.0.0.1:8080/"];
+    let cases: [(&[&str], &str); 5] = [
+        (&["--bot-token", "no-equals-sign-secret"], "NAME=TOKEN"),
+        (&["--bot-token", "other=1:secret"], "'other'"),
+        (
+            &["--bot-token", "echo=1:has secret space"],
+            "bot token for 'echo'",
+        ),
+        (&["--bot-token", "echo="], "is empty"),
+        (&["--api-url", "ftp://api.telegram.org"], "--api-url"),
+    ];
+    for (extra, mentions) in cases {
+        let mut args = bot.to_vec();
+        args.extend_from_slice(extra);
+        let error = with_base(&args).expect_err(mentions);
+        let text = error.to_string();
+        assert!(text.contains(mentions), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        assert_one_line(&error);
+    }
+    let error = Config::from_cli_and_env(cli(&[&BASE[..], &bot[..]].concat()), |name| {
+        (name == "RELAY_BOT_TOKEN_ECHO").then(|| "1:bad/secret".to_owned())
+    })
+    .expect_err("bad env token");
+    assert!(matches!(error, ConfigError::BotToken { .. }), "{error}");
+    assert!(!error.to_string().contains("secret"), "{error}");
 }

@@ -21,6 +21,15 @@ pub enum AgentError {
         reason: String,
     },
 
+    /// The state directory cannot be created, read or written, or another agent holds it.
+    #[error("cannot use the state directory {path}: {reason}; check --state-dir")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The TLS library refused its own settings (a build problem, not a user one).
     #[error("cannot set up TLS: {0}")]
     Tls(String),

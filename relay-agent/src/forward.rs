@@ -235,7 +235,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// An error and its causes on one line; hyper's top-level messages alone say little.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

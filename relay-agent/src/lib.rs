@@ -6,22 +6,36 @@
 //! - [`url`]: the relay's WebSocket URL and the bots' HTTP URLs.
 //! - [`connect`]: TCP, TLS and the WebSocket upgrade with the bearer token.
 //! - [`session`]: one connection: the hello, then many requests in flight at once.
+//! - [`handler`]: one request: duplicate check, forward, record, reply, answer.
 //! - [`forward`]: the pooled HTTP client that delivers requests to the bots.
+//! - [`dedupe`]: per bot, the update ids already answered (kept on disk by [`idlog`]), and
+//!   recent live answers.
+//! - [`reply`]: Bot API calls in bots' answers to stored updates, made with the bot's token over
+//!   the [`api`] client.
+//! - [`stats`]: counters of duplicates and replies.
 //! - [`backoff`]: jittered exponential delays between reconnects.
 //! - [`error`]: the reasons the agent stops for good.
 //!
 //! [`run`] ties them together: dial, run a session, and on a retryable ending wait and dial again.
 
+pub mod api;
 pub mod backoff;
 pub mod config;
 pub mod connect;
+pub mod dedupe;
 pub mod error;
 pub mod forward;
+pub mod handler;
+pub mod idlog;
+pub mod reply;
 pub mod session;
+pub mod stats;
 pub mod url;
 
 #[cfg(test)]
 mod test_bot;
+#[cfg(test)]
+mod test_dir;
 #[cfg(test)]
 mod test_relay;
 
@@ -34,10 +48,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Cli, Config, ConfigError};
 pub use error::AgentError;
+pub use stats::{Stats, StatsSnapshot};
 
 use backoff::{Backoff, HEALTHY_SESSION};
 use connect::{DialError, Dialer};
-use forward::Forwarder;
+use handler::Handler;
 use session::{Ended, Settings};
 
 /// This build's name and version, sent in the hello for the relay's logs.
@@ -49,10 +64,42 @@ pub const SOFTWARE: &str = concat!("relay-agent ", env!("CARGO_PKG_VERSION"));
 /// wrong `--relay` fails loudly; after that the agent retries forever, because relays restart and
 /// networks flap.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AgentError> {
+    run_with_stats(config, shutdown, Arc::default()).await
+}
+
+/// [`run`], counting into `stats`, so that the caller can read the counters while it runs.
+/// When it stops, the agent waits briefly for Bot API calls under way, syncs its state to disk
+/// and logs the counters.
+pub async fn run_with_stats(
+    config: Config,
+    shutdown: CancellationToken,
+    stats: Arc<Stats>,
+) -> Result<(), AgentError> {
     config.validate()?;
     let dialer = Dialer::new(&config)?;
-    // One forwarder for all sessions: its keep-alive pool and concurrency limit survive reconnects.
-    let forwarder = Arc::new(Forwarder::new(&config));
+    // One handler for all sessions: its duplicate windows, keep-alive pools and concurrency limit
+    // survive reconnects.
+    let handler = Arc::new(Handler::new(&config, stats)?);
+    let stop_syncing = CancellationToken::new();
+    let syncing = tokio::spawn({
+        let handler = handler.clone();
+        let stop = stop_syncing.clone();
+        async move { handler.sync_until(stop).await }
+    });
+    let ended = serve(&config, &dialer, handler.clone(), &shutdown).await;
+    stop_syncing.cancel();
+    let _ = syncing.await;
+    handler.close().await;
+    ended
+}
+
+/// Dials and runs sessions until shutdown or a fatal error.
+async fn serve(
+    config: &Config,
+    dialer: &Dialer,
+    handler: Arc<Handler>,
+    shutdown: &CancellationToken,
+) -> Result<(), AgentError> {
     let settings = Settings {
         hello: Hello {
             version: PROTOCOL_VERSION,
@@ -63,7 +110,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         heartbeat_timeout: config.heartbeat_timeout,
     };
     let relay = config.relay.to_string();
-    tracing::info!(%relay, bots = ?settings.hello.bots, agent = %config.name, "starting");
+    let state_dir = config
+        .state_dir
+        .as_ref()
+        .map(|dir| dir.display().to_string());
+    tracing::info!(
+        %relay,
+        bots = ?settings.hello.bots,
+        agent = %config.name,
+        state_dir = state_dir.as_deref().unwrap_or("(memory only)"),
+        "starting"
+    );
 
     let started = Instant::now();
     let mut accepted_once = false;
@@ -78,7 +135,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
             Err(DialError::Retry(reason)) => (reason, true),
             Ok(socket) => {
                 let connected = Instant::now();
-                match session::run(socket, &settings, forwarder.clone(), &shutdown).await? {
+                match session::run(socket, &settings, handler.clone(), shutdown).await? {
                     Ended::Shutdown => return Ok(()),
                     Ended::HelloFailed(reason) => (reason, false),
                     Ended::Lost(reason) => {

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::error::AgentError;
-use crate::forward::Forwarder;
+use crate::handler::Handler;
 
 /// How long the relay may take to answer the hello. It answers at once when healthy; one that
 /// upgraded the connection but says nothing for 10 s is stuck, and a fresh dial is the cure.
@@ -55,7 +55,7 @@ pub struct Settings {
 pub async fn run<S>(
     socket: S,
     settings: &Settings,
-    forwarder: Arc<Forwarder>,
+    handler: Arc<Handler>,
     shutdown: &CancellationToken,
 ) -> Result<Ended, AgentError>
 where
@@ -66,7 +66,7 @@ where
         + 'static,
 {
     let span = tracing::info_span!("session", session = tracing::field::Empty);
-    let ending = session(socket, settings, forwarder, shutdown)
+    let ending = session(socket, settings, handler, shutdown)
         .instrument(span)
         .await;
     match ending {
@@ -80,7 +80,7 @@ where
 async fn session<S>(
     socket: S,
     settings: &Settings,
-    forwarder: Arc<Forwarder>,
+    handler: Arc<Handler>,
     shutdown: &CancellationToken,
 ) -> Ending
 where
@@ -118,7 +118,7 @@ where
                 ..greeting
             };
             let reader = LinkReader::new(stream, link.outbox.clone(), config);
-            link.serve(reader, forwarder, max_body).await
+            link.serve(reader, handler, max_body).await
         }
     };
 
@@ -201,12 +201,13 @@ impl Link {
         Ok(ack)
     }
 
-    /// Serves requests until the connection ends. Every forward runs as its own task, so a slow
-    /// bot holds up only its own requests; all of them are aborted when the session ends.
+    /// Serves requests until the connection ends. Every request runs as its own task, so a slow
+    /// bot holds up only its own requests; all of them are aborted when the session ends (except
+    /// what [`Handler`] does after the bot's answer, which finishes on its own).
     async fn serve<St>(
         &self,
         mut reader: LinkReader<St>,
-        forwarder: Arc<Forwarder>,
+        handler: Arc<Handler>,
         max_body: usize,
     ) -> Ending
     where
@@ -240,9 +241,9 @@ impl Link {
                         });
                         continue;
                     }
-                    let forwarder = forwarder.clone();
+                    let handler = handler.clone();
                     let task = async move {
-                        deliver(&outbox, forwarder.forward(request, max_body).await).await;
+                        deliver(&outbox, handler.handle(request, max_body).await).await;
                         id
                     };
                     in_flight.insert(id, tasks.spawn(task.in_current_span()));

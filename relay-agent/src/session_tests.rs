@@ -17,6 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::*;
 use crate::config::Config;
+use crate::handler::Handler;
+use crate::stats::Stats;
 use crate::test_bot::{Received, TestBot, respond};
 use crate::test_relay::{FakeRelay, TEST_DEADLINE};
 
@@ -27,6 +29,7 @@ struct Setup {
     relay: FakeRelay<DuplexStream>,
     session: JoinHandle<Result<Ended, AgentError>>,
     shutdown: CancellationToken,
+    stats: Arc<Stats>,
 }
 
 async fn start(bot_url: &str, tweak: impl FnOnce(&mut Config)) -> Setup {
@@ -50,14 +53,16 @@ async fn start(bot_url: &str, tweak: impl FnOnce(&mut Config)) -> Setup {
         },
         heartbeat_timeout: config.heartbeat_timeout,
     };
-    let forwarder = Arc::new(Forwarder::new(&config));
+    let stats = Arc::new(Stats::default());
+    let handler = Arc::new(Handler::new(&config, stats.clone()).expect("handler"));
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
-    let session = tokio::spawn(async move { run(agent_ws, &settings, forwarder, &token).await });
+    let session = tokio::spawn(async move { run(agent_ws, &settings, handler, &token).await });
     Setup {
         relay: FakeRelay { ws: relay_ws },
         session,
         shutdown,
+        stats,
     }
 }
 
@@ -99,6 +104,7 @@ async fn hello_declares_the_bots_and_shutdown_says_going_away() {
         mut relay,
         session,
         shutdown,
+        ..
     } = start("http://127.0.0.1:1/", |_| {}).await;
     let hello = relay.accept().await;
     assert_eq!(hello.version, PROTOCOL_VERSION);
@@ -295,6 +301,7 @@ async fn a_request_id_already_in_flight_is_rejected() {
         mut relay,
         shutdown,
         session,
+        ..
     } = start(&bot.url("/"), |_| {}).await;
     relay.accept().await;
     relay.send(request(5, "", b"")).await;
@@ -305,4 +312,258 @@ async fn a_request_id_already_in_flight_is_rejected() {
     assert_eq!((failure.id, failure.kind), (5, FailureKind::Rejected));
     shutdown.cancel();
     assert_eq!(ended(session).await.expect("not fatal"), Ended::Shutdown);
+}
+
+// Durable delivery: duplicates, and replies inside the answer to stored updates.
+
+const CALL: &str = r#"{"method":"sendMessage","chat_id":5000000001,"text":"hello"}"#;
+const TOKEN: &str = "123456:TEST-token_abc";
+
+/// A request carrying Telegram update `update_id`, live or from the relay's store.
+fn update(id: u64, update_id: i64, delivery: protocol::Delivery) -> Frame {
+    let Frame::Request(request) = request(id, "", br#"{"update_id":1}"#) else {
+        unreachable!("request() builds a request");
+    };
+    Frame::Request(Request {
+        update_id: Some(update_id),
+        delivery,
+        ..request
+    })
+}
+
+fn stored(attempt: u32) -> protocol::Delivery {
+    protocol::Delivery::Stored { attempt }
+}
+
+/// A bot whose answers are given by `answer(n)` for its n-th request (from 1), with a count of
+/// the requests it got.
+async fn counting_bot(
+    answer: impl Fn(usize) -> http::Response<http_body_util::Full<Bytes>> + Send + Sync + 'static,
+) -> (TestBot, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let answer = Arc::new(answer);
+    let bot = TestBot::start(move |_| {
+        let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+        let response = answer(n);
+        async move { response }
+    })
+    .await;
+    (bot, count)
+}
+
+fn requests(count: &std::sync::atomic::AtomicUsize) -> usize {
+    count.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The bot's answer with a `sendMessage` call in a JSON body, and a header of its own.
+fn call_answer() -> http::Response<http_body_util::Full<Bytes>> {
+    let mut response = respond(200, CALL);
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert("x-bot", http::HeaderValue::from_static("first"));
+    response
+}
+
+/// A fake Bot API on 127.0.0.1 that records every call and answers `ok`.
+async fn fake_bot_api() -> (TestBot, mpsc::UnboundedReceiver<Received>) {
+    let (seen, calls) = mpsc::unbounded_channel();
+    let api = TestBot::start(move |received: Received| {
+        let seen = seen.clone();
+        async move {
+            let _ = seen.send(received);
+            respond(200, r#"{"ok":true,"result":{"message_id":1}}"#)
+        }
+    })
+    .await;
+    (api, calls)
+}
+
+fn duplicate_ack(answer: &Response, id: u64) {
+    assert_eq!(answer.id, id);
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.headers,
+        [("x-relay-duplicate".to_owned(), Bytes::from_static(b"1"))]
+    );
+    assert!(answer.body.is_empty());
+}
+
+#[tokio::test]
+async fn a_stored_update_already_answered_is_acknowledged_without_the_bot() {
+    let (bot, count) = counting_bot(|_| respond(200, "ok")).await;
+    let Setup {
+        mut relay,
+        shutdown,
+        stats,
+        ..
+    } = start(&bot.url("/"), |_| {}).await;
+    relay.accept().await;
+    relay.send(update(1, 77, stored(1))).await;
+    let first = response(relay.recv().await);
+    assert_eq!((first.status, &first.body[..]), (200, b"ok".as_slice()));
+    assert!(
+        first
+            .headers
+            .iter()
+            .all(|(name, _)| name != "x-relay-duplicate")
+    );
+
+    // The acknowledgement was lost on the way: the relay delivers the update again.
+    relay.send(update(2, 77, stored(2))).await;
+    duplicate_ack(&response(relay.recv().await), 2);
+    assert_eq!(requests(&count), 1, "the bot saw the update once");
+    assert_eq!(stats.snapshot().duplicates_stored, 1);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_live_repeat_gets_the_bots_first_answer_without_the_bot() {
+    let (bot, count) = counting_bot(|_| call_answer()).await;
+    let (api, mut calls) = fake_bot_api().await;
+    let Setup {
+        mut relay,
+        shutdown,
+        stats,
+        ..
+    } = start(&bot.url("/"), |config| {
+        config.api_url = crate::url::ApiUrl::parse(&api.url("")).expect("api url");
+        config.bots[0].bot_token = Some(Secret::new(TOKEN));
+    })
+    .await;
+    relay.accept().await;
+    relay.send(update(1, 900, protocol::Delivery::Live)).await;
+    let first = response(relay.recv().await);
+    assert_eq!(&first.body[..], CALL.as_bytes());
+
+    // Telegram did not get that answer and retries; the relay passes the retry on.
+    relay.send(update(2, 900, protocol::Delivery::Live)).await;
+    let again = response(relay.recv().await);
+    assert_eq!(again.id, 2);
+    assert_eq!(
+        (again.status, &again.headers, &again.body),
+        (first.status, &first.headers, &first.body)
+    );
+    assert_eq!(requests(&count), 1, "the bot saw the update once");
+    assert_eq!(stats.snapshot().duplicates_live, 1);
+    // For live updates Telegram makes the call from the answer; the agent never does.
+    assert!(calls.try_recv().is_err());
+    assert_eq!(stats.snapshot().replies_ok, 0);
+
+    // Stored later anyway (say, the relay gave up on the live answer): acknowledged.
+    relay.send(update(3, 900, stored(1))).await;
+    duplicate_ack(&response(relay.recv().await), 3);
+    assert_eq!(requests(&count), 1);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_failed_answer_is_not_recorded_and_the_retry_reaches_the_bot() {
+    let (bot, count) = counting_bot(|n| {
+        if n == 1 {
+            respond(500, "busy")
+        } else {
+            respond(200, "done")
+        }
+    })
+    .await;
+    let Setup {
+        mut relay,
+        shutdown,
+        stats,
+        ..
+    } = start(&bot.url("/"), |_| {}).await;
+    relay.accept().await;
+    relay.send(update(1, 5, stored(1))).await;
+    assert_eq!(response(relay.recv().await).status, 500);
+    relay.send(update(2, 5, stored(2))).await;
+    let retried = response(relay.recv().await);
+    assert_eq!(
+        (retried.status, &retried.body[..]),
+        (200, b"done".as_slice())
+    );
+    assert_eq!(requests(&count), 2);
+    relay.send(update(3, 5, stored(3))).await;
+    duplicate_ack(&response(relay.recv().await), 3);
+    assert_eq!(requests(&count), 2);
+
+    // Requests without an update_id are never taken for duplicates.
+    relay.send(request(4, "", b"no update id")).await;
+    relay.send(request(5, "", b"no update id")).await;
+    for _ in 0..2 {
+        assert_eq!(response(relay.recv().await).status, 200);
+    }
+    assert_eq!(requests(&count), 4);
+    assert_eq!(stats.snapshot().duplicates_stored, 1);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_call_in_a_stored_updates_answer_is_made_before_the_acknowledgement() {
+    let (bot, _) = counting_bot(|_| call_answer()).await;
+    let (api, mut calls) = fake_bot_api().await;
+    let Setup {
+        mut relay,
+        shutdown,
+        stats,
+        ..
+    } = start(&bot.url("/"), |config| {
+        config.api_url = crate::url::ApiUrl::parse(&api.url("")).expect("api url");
+        config.bots[0].bot_token = Some(Secret::new(TOKEN));
+    })
+    .await;
+    relay.accept().await;
+    relay.send(update(1, 31, stored(1))).await;
+    let ack = response(relay.recv().await);
+    assert_eq!((ack.status, &ack.body[..]), (200, CALL.as_bytes()));
+
+    // The call was made before the acknowledgement left, so it is already there.
+    let call = calls.try_recv().expect("the Bot API got the call");
+    assert_eq!(call.method, "POST");
+    assert_eq!(call.uri, format!("/bot{TOKEN}/sendMessage"));
+    assert_eq!(
+        call.values("content-type"),
+        [b"application/json".as_slice()]
+    );
+    assert_eq!(call.body, CALL.as_bytes());
+    assert!(calls.try_recv().is_err(), "exactly one call");
+    assert_eq!(stats.snapshot().replies_ok, 1);
+
+    // A redelivery is acknowledged without the bot, and the call is not made again.
+    relay.send(update(2, 31, stored(2))).await;
+    duplicate_ack(&response(relay.recv().await), 2);
+    assert!(calls.try_recv().is_err());
+    assert_eq!(stats.snapshot().replies_ok, 1);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn without_a_bot_token_the_call_is_dropped_and_counted() {
+    let (bot, _) = counting_bot(|_| call_answer()).await;
+    let (api, mut calls) = fake_bot_api().await;
+    let Setup {
+        mut relay,
+        shutdown,
+        stats,
+        ..
+    } = start(&bot.url("/"), |config| {
+        config.api_url = crate::url::ApiUrl::parse(&api.url("")).expect("api url");
+    })
+    .await;
+    relay.accept().await;
+    relay.send(update(1, 32, stored(1))).await;
+    let ack = response(relay.recv().await);
+    assert_eq!(
+        ack.status, 200,
+        "still acknowledged: the bot has the update"
+    );
+    assert!(calls.try_recv().is_err(), "nothing was called");
+    assert_eq!(api.connections(), 0);
+    let now = stats.snapshot();
+    assert_eq!((now.replies_dropped, now.replies_ok), (1, 0));
+    shutdown.cancel();
 }

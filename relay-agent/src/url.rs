@@ -1,10 +1,13 @@
-//! The two kinds of address the agent uses: the relay's WebSocket URL and a bot's local HTTP URL,
-//! each checked once when parsed and then turned into what the dialer and the forwarder need.
+//! The three kinds of address the agent uses: the relay's WebSocket URL, a bot's local HTTP URL
+//! and the Bot API's base URL, each checked once when parsed and then turned into what the dialer,
+//! the forwarder and the reply client need.
 
 use std::fmt;
 
 use http::Uri;
 use http::uri::{Authority, PathAndQuery};
+
+use protocol::Secret;
 
 use crate::config::ConfigError;
 
@@ -180,6 +183,91 @@ impl fmt::Display for BotUrl {
     }
 }
 
+/// The Bot API server the agent calls when it performs a bot's reply to a stored update:
+/// `https://api.telegram.org`, or a self-hosted `telegram-bot-api` (which may be plain `http://`
+/// on a local network). A path, if any, is kept as a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiUrl {
+    tls: bool,
+    authority: Authority,
+    /// The given path without its trailing `/`.
+    prefix: String,
+}
+
+impl ApiUrl {
+    /// Parses and checks a Bot API base URL; the error says what is wrong.
+    pub fn parse(url: &str) -> Result<ApiUrl, &'static str> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| "does not parse: write it like https://api.telegram.org")?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err("does not start with https:// or http://"),
+        };
+        let authority = match uri.authority() {
+            Some(authority) if !authority.host().is_empty() => authority.clone(),
+            _ => return Err("has no host: write it like https://api.telegram.org"),
+        };
+        if authority.as_str().contains('@') {
+            return Err("carries a user name, which the Bot API does not use");
+        }
+        if uri.query().is_some() {
+            return Err("has a query, which the Bot API does not use");
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if tls && rustls_pki_types::ServerName::try_from(host).is_err() {
+            return Err("has a host that is not a valid DNS name or IP address");
+        }
+        Ok(ApiUrl {
+            tls,
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+            authority,
+        })
+    }
+
+    /// Whether calls go over TLS (`https://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The URL of one Bot API method for one bot: `{base}/bot{token}/{method}`. It holds the
+    /// token, so it is never logged; [`ApiUrl::masked`] is the loggable form.
+    pub fn method(&self, token: &Secret, method: &str) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme(if self.tls { "https" } else { "http" })
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}/bot{}/{method}", self.prefix, token.expose()))
+            .build()
+    }
+
+    /// [`ApiUrl::method`] with the token replaced by `***`, for logs.
+    pub fn masked(&self, method: &str) -> String {
+        format!("{self}/bot***/{method}")
+    }
+}
+
+impl Default for ApiUrl {
+    /// Telegram's public Bot API.
+    fn default() -> ApiUrl {
+        ApiUrl {
+            tls: true,
+            authority: Authority::from_static("api.telegram.org"),
+            prefix: String::new(),
+        }
+    }
+}
+
+impl fmt::Display for ApiUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority, self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +352,38 @@ mod tests {
         }
         let url = BotUrl::parse("http://127.0.0.1:8080/w").expect("valid");
         assert!(url.join("/bad path", None).is_err());
+    }
+
+    #[test]
+    fn api_urls_build_method_urls_and_mask_the_token() {
+        let token = Secret::new("123:ABC-def_ghi");
+        let url = ApiUrl::default();
+        assert_eq!(url.to_string(), "https://api.telegram.org");
+        assert_eq!(
+            url.method(&token, "sendMessage").expect("uri").to_string(),
+            "https://api.telegram.org/bot123:ABC-def_ghi/sendMessage"
+        );
+        assert_eq!(
+            url.masked("sendMessage"),
+            "https://api.telegram.org/bot***/sendMessage"
+        );
+        assert_eq!(ApiUrl::parse("https://api.telegram.org/"), Ok(url));
+
+        let local = ApiUrl::parse("http://127.0.0.1:8081/tg/").expect("valid");
+        assert!(!local.is_tls());
+        assert_eq!(
+            local.method(&token, "close").expect("uri").to_string(),
+            "http://127.0.0.1:8081/tg/bot123:ABC-def_ghi/close"
+        );
+        assert!(!local.masked("close").contains("ABC"));
+        for bad in [
+            "api.telegram.org",
+            "ws://api.telegram.org",
+            "https://",
+            "https://u:p@api.telegram.org",
+            "https://api.telegram.org/?x=1",
+        ] {
+            assert!(ApiUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 }

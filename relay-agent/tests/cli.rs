@@ -3,7 +3,9 @@
 
 use std::io::Read;
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_relay-agent");
@@ -11,16 +13,44 @@ const AGENT: &str = env!("CARGO_BIN_EXE_relay-agent");
 /// How long any run of the binary may take in these tests.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn agent(args: &[&str]) -> Command {
+/// A working directory of one run's own, removed when dropped: the agent keeps its state in
+/// `./relay-agent-data` by default, and two agents may not share one.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new() -> WorkDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("relay-agent-cli-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create work dir");
+        WorkDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The agent with `args`, started in a fresh working directory.
+fn agent(args: &[&str]) -> (Command, WorkDir) {
+    let dir = WorkDir::new();
     let mut command = Command::new(AGENT);
     command
+        .current_dir(dir.path())
         .args(args)
         .env_remove("RELAY_AGENT_TOKEN")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    command
+    (command, dir)
 }
 
 /// Waits for `child` to exit, killing it if it outlives [`DEADLINE`].
@@ -46,7 +76,13 @@ fn wait(mut child: Child) -> (ExitStatus, String) {
 
 /// Runs the agent to completion: its exit status and what it wrote to stderr.
 fn run(args: &[&str]) -> (ExitStatus, String) {
-    wait(agent(args).spawn().expect("start relay-agent"))
+    run_in(args).0
+}
+
+/// [`run`], also returning the working directory it ran in.
+fn run_in(args: &[&str]) -> ((ExitStatus, String), WorkDir) {
+    let (mut command, dir) = agent(args);
+    (wait(command.spawn().expect("start relay-agent")), dir)
 }
 
 /// Asserts a validation failure: exit 2 and exactly one `relay-agent: error:` line.
@@ -110,7 +146,8 @@ fn unknown_flags_are_refused_by_clap() {
 
 #[test]
 fn help_documents_every_flag_and_hides_the_token() {
-    let output = agent(&["--help"])
+    let (mut command, _dir) = agent(&["--help"]);
+    let output = command
         .env("RELAY_AGENT_TOKEN", "super-secret-value")
         .output()
         .expect("run --help");
@@ -128,6 +165,10 @@ fn help_documents_every_flag_and_hides_the_token() {
         "--request-timeout",
         "--heartbeat-timeout",
         "--startup-timeout",
+        "--state-dir",
+        "--bot-token",
+        "RELAY_BOT_TOKEN_",
+        "--api-url",
         "SIGTERM",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
@@ -150,8 +191,12 @@ fn an_unreachable_relay_ends_the_agent_after_the_startup_timeout() {
         "--startup-timeout",
         "1s",
     ];
-    let (status, stderr) = run(&args);
+    let ((status, stderr), dir) = run_in(&args);
     assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        dir.path().join("relay-agent-data/echo.ids").is_file(),
+        "the default state directory is made in the working directory"
+    );
     assert!(
         stderr.contains(&format!("relay unreachable at {relay}")),
         "{stderr}"
@@ -181,7 +226,8 @@ fn sigterm_stops_the_agent_cleanly() {
         "--bot",
         "echo=http://127.0.0.1:1/",
     ];
-    let child = agent(&args).spawn().expect("start relay-agent");
+    let (mut command, _dir) = agent(&args);
+    let child = command.spawn().expect("start relay-agent");
     let started = Instant::now();
     let _connection = loop {
         match listener.accept() {
@@ -201,4 +247,59 @@ fn sigterm_stops_the_agent_cleanly() {
     let (status, stderr) = wait(child);
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("shutting down"), "{stderr}");
+}
+
+#[test]
+fn an_unusable_state_dir_is_named_and_bot_tokens_stay_out_of_errors() {
+    let dir = WorkDir::new();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").expect("write");
+    let state = file.join("state");
+    let state = state.to_str().expect("utf-8 path");
+    let args = [
+        "--relay",
+        "ws://127.0.0.1:9",
+        "--token",
+        "t",
+        "--bot",
+        "echo=http://127.0.0.1:1/",
+        "--state-dir",
+        state,
+    ];
+    let (status, stderr) = run(&args);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "relay-agent: error: cannot use the state directory {state}"
+        )),
+        "{stderr}"
+    );
+    assert!(last.contains("check --state-dir"), "{stderr}");
+
+    assert_one_line_error(
+        &[
+            "--relay",
+            "ws://127.0.0.1:9",
+            "--token",
+            "t",
+            "--bot",
+            "echo=http://127.0.0.1:1/",
+            "--bot-token",
+            "echo=12345:has a space",
+        ],
+        "bot token for 'echo'",
+    );
+    let (_, stderr) = run(&[
+        "--relay",
+        "ws://127.0.0.1:9",
+        "--token",
+        "t",
+        "--bot",
+        "echo=http://127.0.0.1:1/",
+        "--bot-token",
+        "12345:no-name-given",
+    ]);
+    assert!(stderr.contains("--bot-token"), "{stderr}");
+    assert!(!stderr.contains("no-name-given"), "{stderr}");
 }

@@ -1,0 +1,130 @@
+//! Tests for [`super`] that the session tests cannot reach: what happens when the relay cancels a
+//! request mid-way, and stored requests without an `update_id`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use protocol::Secret;
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::test_bot::{Received, TestBot, respond};
+use crate::url::ApiUrl;
+
+/// A bound on every wait in these tests, far above what any of them needs.
+const TEST_DEADLINE: Duration = Duration::from_secs(10);
+
+const CALL: &str = r#"{"method":"sendMessage","chat_id":1,"text":"hi"}"#;
+
+fn stored(id: u64, update_id: Option<i64>) -> Request {
+    Request {
+        id,
+        bot: "echo".into(),
+        method: "POST".into(),
+        path: String::new(),
+        query: None,
+        headers: vec![(
+            "content-type".into(),
+            Bytes::from_static(b"application/json"),
+        )],
+        body: Bytes::from_static(br#"{"update_id":1}"#),
+        timeout_ms: 25_000,
+        update_id,
+        delivery: Delivery::Stored { attempt: 1 },
+    }
+}
+
+/// A bot that answers every update with a `sendMessage` call, counting them.
+async fn calling_bot() -> (TestBot, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let bot = TestBot::start(move |_| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async {
+            let mut response = respond(200, CALL);
+            response.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    })
+    .await;
+    (bot, count)
+}
+
+fn handler(bot: &TestBot, api: &TestBot) -> Handler {
+    let mut config = Config::new(
+        "ws://127.0.0.1:1",
+        Secret::new("agent-token"),
+        vec![("echo".into(), bot.url("/"))],
+    )
+    .expect("valid config");
+    config.api_url = ApiUrl::parse(&api.url("")).expect("api url");
+    config.bots[0].bot_token = Some(Secret::new("1:token"));
+    Handler::new(&config, Arc::default()).expect("handler")
+}
+
+#[tokio::test]
+async fn a_cancel_after_the_bots_answer_does_not_stop_the_reply() {
+    let (bot, _) = calling_bot().await;
+    // The Bot API holds the call until the test lets it go.
+    let (arrived, mut at_api) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
+    let api = TestBot::start(move |_: Received| {
+        let arrived = arrived.clone();
+        async move {
+            let (release, released) = oneshot::channel();
+            let _ = arrived.send(release);
+            let _ = released.await;
+            respond(200, r#"{"ok":true,"result":{}}"#)
+        }
+    })
+    .await;
+    let handler = Arc::new(handler(&bot, &api));
+    let running = handler.clone();
+    let task = tokio::spawn(async move { running.handle(stored(1, Some(41)), 1 << 20).await });
+    let release = tokio::time::timeout(TEST_DEADLINE, at_api.recv())
+        .await
+        .expect("the call reaches the Bot API")
+        .expect("test alive");
+    // The relay's Cancel aborts the request's task, as the session does.
+    task.abort();
+    assert!(task.await.expect_err("aborted").is_cancelled());
+    release.send(()).expect("call still waiting");
+    tokio::time::timeout(TEST_DEADLINE, handler.close())
+        .await
+        .expect("close waits for the call");
+    assert_eq!(handler.stats().snapshot().replies_ok, 1);
+    assert!(handler.dedupe.contains("echo", 41));
+}
+
+#[tokio::test]
+async fn a_stored_answer_without_an_update_id_gets_its_reply_but_no_record() {
+    let (bot, count) = calling_bot().await;
+    let (seen, mut calls) = mpsc::unbounded_channel::<Received>();
+    let api = TestBot::start(move |received| {
+        let seen = seen.clone();
+        async move {
+            let _ = seen.send(received);
+            respond(200, r#"{"ok":true,"result":{}}"#)
+        }
+    })
+    .await;
+    let handler = handler(&bot, &api);
+    for id in 1..=2 {
+        let frame = tokio::time::timeout(TEST_DEADLINE, handler.handle(stored(id, None), 1 << 20))
+            .await
+            .expect("handled");
+        assert!(
+            matches!(&frame, Frame::Response(r) if r.status == 200 && r.body == CALL.as_bytes()),
+            "{frame:?}"
+        );
+    }
+    // Never de-duplicated: both reached the bot, and both replies were made.
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    for _ in 0..2 {
+        let call = calls.try_recv().expect("a call per answer");
+        assert_eq!(call.uri, "/bot1:token/sendMessage");
+    }
+    assert_eq!(handler.stats().snapshot().replies_ok, 2);
+}

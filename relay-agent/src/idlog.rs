@@ -1,0 +1,194 @@
+//! The on-disk half of a duplicate window: one append-only file of update ids per bot, compacted
+//! by rewriting it whole.
+//!
+//! # Format
+//! [`MAGIC`] (8 bytes), then one 12-byte record per id, oldest first: the id as an `i64`
+//! little-endian, then an FNV-1a-32 checksum of those 8 bytes, little-endian. Fixed-width records
+//! make a torn tail obvious (a length that is not a multiple of 12), and the checksum catches
+//! what a machine crash can leave instead of data, such as zeroed blocks. Reading keeps every
+//! record up to the first damaged one; the caller then rewrites the file, so that new records
+//! never land behind garbage.
+//!
+//! # Durability
+//! [`IdLog::append`] hands the record to the OS with one `write`: once it returns, the id survives
+//! the agent being killed. [`IdLog::sync`] (`fdatasync`) makes it survive a machine crash too; the
+//! caller batches it. [`IdLog::rewrite`] writes a temporary file, syncs it, renames it over the
+//! log and syncs the directory, so a crash mid-rewrite leaves the old file or the new one, whole.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The first bytes of every log file: what it is, and the format's version.
+pub const MAGIC: &[u8; 8] = b"RADEDUP1";
+
+/// One id and its checksum.
+pub const RECORD_LEN: usize = 12;
+
+/// How a file's contents stopped being readable, for the one log line that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// The file does not start with [`MAGIC`]: not ours, or cut before its header was whole.
+    Header,
+    /// The record at this index (0-based) fails its checksum.
+    Record(usize),
+    /// The file ends with this many bytes of a partial record.
+    Torn(usize),
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::Header => f.write_str("it does not start with the expected header"),
+            Damage::Record(index) => write!(f, "record {index} fails its checksum"),
+            Damage::Torn(bytes) => write!(f, "it ends with {bytes} bytes of a partial record"),
+        }
+    }
+}
+
+/// The ids in a log file's bytes, oldest first, and the damage that ended reading early, if any.
+/// An empty input is a new, undamaged log.
+pub fn decode(bytes: &[u8]) -> (Vec<i64>, Option<Damage>) {
+    if bytes.is_empty() {
+        return (Vec::new(), None);
+    }
+    let Some(records) = bytes.strip_prefix(MAGIC.as_slice()) else {
+        return (Vec::new(), Some(Damage::Header));
+    };
+    let mut ids = Vec::with_capacity(records.len() / RECORD_LEN);
+    let mut chunks = records.chunks_exact(RECORD_LEN);
+    for (index, record) in chunks.by_ref().enumerate() {
+        let (id, check) = record.split_at(8);
+        if checksum(id).to_le_bytes() != check {
+            return (ids, Some(Damage::Record(index)));
+        }
+        ids.push(i64::from_le_bytes(id.try_into().expect("8 bytes")));
+    }
+    match chunks.remainder().len() {
+        0 => (ids, None),
+        torn => (ids, Some(Damage::Torn(torn))),
+    }
+}
+
+/// One id as a record.
+pub fn encode(id: i64) -> [u8; RECORD_LEN] {
+    let mut record = [0; RECORD_LEN];
+    let bytes = id.to_le_bytes();
+    record[..8].copy_from_slice(&bytes);
+    record[8..].copy_from_slice(&checksum(&bytes).to_le_bytes());
+    record
+}
+
+/// FNV-1a, 32 bits: a few lines, no dependency, and enough to tell a record from zeros or a
+/// shifted tail. Not a defence against someone editing the file on purpose.
+fn checksum(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// An open log file, positioned for appending.
+#[derive(Debug)]
+pub struct IdLog {
+    path: PathBuf,
+    file: File,
+    /// Records in the file, so the caller knows when to compact.
+    records: usize,
+    /// Records written since the last sync.
+    unsynced: bool,
+}
+
+impl IdLog {
+    /// Reads the log at `path` (a missing file reads as empty) and returns its ids with any
+    /// damage found. The file is not opened for writing yet: call [`IdLog::rewrite_at`] or
+    /// [`IdLog::append_to`] next.
+    pub fn read(path: &Path) -> io::Result<(Vec<i64>, Option<Damage>)> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(decode(&bytes)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok((Vec::new(), None)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Opens an existing, undamaged log that holds `records` records, for appending.
+    pub fn append_to(path: &Path, records: usize) -> io::Result<IdLog> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(IdLog {
+            path: path.to_owned(),
+            file,
+            records,
+            unsynced: false,
+        })
+    }
+
+    /// Replaces whatever is at `path` with a log of `ids`, and opens it for appending.
+    pub fn rewrite_at(path: &Path, ids: impl Iterator<Item = i64>) -> io::Result<IdLog> {
+        let records = replace(path, ids)?;
+        IdLog::append_to(path, records)
+    }
+
+    /// How many records the file holds.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Appends one id with a single `write`, so that it reaches the OS (and survives the agent
+    /// being killed) before this returns.
+    pub fn append(&mut self, id: i64) -> io::Result<()> {
+        self.file.write_all(&encode(id))?;
+        self.records += 1;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Replaces the file with a log of exactly `ids` (compaction, or repair after a failed write).
+    pub fn rewrite(&mut self, ids: impl Iterator<Item = i64>) -> io::Result<()> {
+        *self = IdLog::rewrite_at(&self.path, ids)?;
+        Ok(())
+    }
+
+    /// Flushes appended records to the disk, if there are any since the last sync.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `ids` to a temporary file next to `path`, syncs it, renames it over `path` and syncs
+/// the directory. Returns how many records it wrote.
+fn replace(path: &Path, ids: impl Iterator<Item = i64>) -> io::Result<usize> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut bytes = MAGIC.to_vec();
+    let mut records = 0;
+    for id in ids {
+        bytes.extend_from_slice(&encode(id));
+        records += 1;
+    }
+    let mut file = File::create(&temporary)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok(records)
+}
+
+/// Makes a rename in `dir` durable. Only Unix can open a directory to sync it; elsewhere the
+/// rename is as durable as the file system makes it.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })?
+    .sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
