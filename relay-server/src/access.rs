@@ -77,13 +77,13 @@ impl Access {
     /// answer's timing says nothing about which one came close.
     pub fn authenticate(&self, presented: &[u8]) -> Option<Grant> {
         let mut found = None;
-        if let Some(token) = &self.any_bot {
-            if token.matches(presented) {
-                found = Some(Grant {
-                    name: "any-bot token".into(),
-                    bots: None,
-                });
-            }
+        if let Some(token) = &self.any_bot
+            && token.matches(presented)
+        {
+            found = Some(Grant {
+                name: "any-bot token".into(),
+                bots: None,
+            });
         }
         for (name, token, bots) in &self.grants {
             if token.matches(presented) && found.is_none() {

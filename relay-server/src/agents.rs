@@ -149,11 +149,12 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        if self.handle.lock_pending().remove(&self.id).is_some() && !self.answered {
-            if let Ok(cancel) = protocol::link::message(&Frame::Cancel(self.id)) {
-                // Best effort: if the queue is full the agent's own timeout ends the request.
-                let _ = self.handle.outbox.try_send(cancel);
-            }
+        if self.handle.lock_pending().remove(&self.id).is_some()
+            && !self.answered
+            && let Ok(cancel) = protocol::link::message(&Frame::Cancel(self.id))
+        {
+            // Best effort: if the queue is full the agent's own timeout ends the request.
+            let _ = self.handle.outbox.try_send(cancel);
         }
     }
 }

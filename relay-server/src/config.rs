@@ -10,6 +10,8 @@ use clap::Parser;
 use protocol::Secret;
 use serde::Deserialize;
 
+/// Loopback only: the admin API can replay and drop stored updates.
+pub const DEFAULT_ADMIN_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8444);
 /// Relative, so a first `relay-server` in any directory keeps its state next to the user.
 pub const DEFAULT_DATA_DIR: &str = "relay-data";
 /// Telegram documents no maximum update size but a receiver should take at least 1 MiB; 4 MiB
@@ -44,7 +46,7 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Directory for the generated agent token and self-signed certificate [default: ./relay-data]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// PEM certificate chain to serve (for example Let's Encrypt's fullchain.pem)
     #[arg(
@@ -78,8 +80,18 @@ pub struct Cli {
     )]
     pub agent_token: Option<String>,
     /// TOML configuration file; flags given on the command line override it
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// Address of the admin API (dead letters, stats), plain HTTP, token in DATA_DIR/admin-token
+    /// [default: 127.0.0.1:8444]
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_admin", global = true)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Do not serve the admin API
+    #[arg(long)]
+    pub no_admin: bool,
+    /// Talk to a running relay's admin API instead of starting one
+    #[command(subcommand)]
+    pub command: Option<crate::admin::Command>,
 }
 
 /// The configuration file. Every key is optional; unknown keys are an error.
@@ -87,6 +99,7 @@ pub struct Cli {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     public_host: Option<String>,
     agent_token: Option<Secret>,
@@ -94,6 +107,8 @@ pub struct FileConfig {
     tls: FileTls,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    delivery: FileDelivery,
     #[serde(default)]
     agents: Vec<FileAgent>,
     #[serde(default)]
@@ -135,6 +150,18 @@ struct FileAgent {
 #[serde(deny_unknown_fields)]
 struct FileBot {
     secret_token: Option<Secret>,
+    mode: Option<DeliveryMode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDelivery {
+    default_mode: Option<DeliveryMode>,
+    max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    retention: Option<Duration>,
+    max_store_bytes: Option<u64>,
+    chats_in_parallel: Option<usize>,
 }
 
 /// The validated configuration the relay runs with.
@@ -157,6 +184,10 @@ pub struct Config {
     pub bots: BTreeMap<String, BotSettings>,
     /// Sizes, counts and timeouts.
     pub limits: Limits,
+    /// Stored delivery.
+    pub delivery: Delivery,
+    /// Where the admin API listens (plain HTTP, meant for loopback); `None` turns it off.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// How the listener speaks.
@@ -191,6 +222,70 @@ pub struct AgentGrant {
 pub struct BotSettings {
     /// The secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token`; checked at the edge.
     pub secret_token: Option<Secret>,
+    /// How this bot's updates are delivered; `None` means [`Delivery::default_mode`].
+    pub mode: Option<DeliveryMode>,
+}
+
+/// How a bot's webhooks reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// Live only: the bot's answer goes back to Telegram; an absent agent means 503 and
+    /// Telegram retries.
+    Passthrough,
+    /// Stored first: the relay answers 200 once the update is on disk and delivers it from there.
+    Durable,
+    /// Live while an agent is connected and the chat has nothing waiting; stored otherwise.
+    #[default]
+    Auto,
+}
+
+impl std::fmt::Display for DeliveryMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Passthrough => "passthrough",
+            Self::Durable => "durable",
+            Self::Auto => "auto",
+        })
+    }
+}
+
+/// How stored updates are kept and delivered.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// The mode of bots without their own `mode`.
+    pub default_mode: DeliveryMode,
+    /// Failed attempts after which a stored update goes to the dead-letter list.
+    pub max_attempts: u32,
+    /// Stored updates older than this are dropped (and logged and counted). Telegram itself
+    /// keeps updates for 24 h.
+    pub retention: Duration,
+    /// The most payload bytes the store holds; past it new updates get 503 and Telegram keeps them.
+    pub max_store_bytes: u64,
+    /// How many chats of one bot may have an update in flight at once.
+    pub chats_in_parallel: usize,
+}
+
+/// Ten attempts with backoff doubling from 1 s to a 60 s cap span about 8 minutes: long enough
+/// to ride out a bot restart, short enough that a poison update does not block its chat for hours.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+/// Telegram keeps undelivered updates for 24 h; the relay promises no less.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Stored updates are also held in memory for fast delivery, so the cap bounds both.
+pub const DEFAULT_MAX_STORE_BYTES: u64 = 256 * 1024 * 1024;
+/// Telegram's own default for `max_connections`: chats of one bot delivered side by side.
+pub const DEFAULT_CHATS_IN_PARALLEL: usize = 40;
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            default_mode: DeliveryMode::Auto,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            retention: DEFAULT_RETENTION,
+            max_store_bytes: DEFAULT_MAX_STORE_BYTES,
+            chats_in_parallel: DEFAULT_CHATS_IN_PARALLEL,
+        }
+    }
 }
 
 /// Every bound the relay enforces.
@@ -259,6 +354,8 @@ impl Config {
             agents: Vec::new(),
             bots: BTreeMap::new(),
             limits: Limits::default(),
+            delivery: Delivery::default(),
+            admin_listen: Some(SocketAddr::from(DEFAULT_ADMIN_LISTEN)),
         }
     }
 
@@ -286,6 +383,7 @@ impl Config {
             }
         };
         let defaults = Limits::default();
+        let delivery = Delivery::default();
         let limits = Limits {
             max_body_bytes: file
                 .limits
@@ -333,11 +431,30 @@ impl Config {
                 .map(|(name, bot)| {
                     let settings = BotSettings {
                         secret_token: bot.secret_token,
+                        mode: bot.mode,
                     };
                     (name, settings)
                 })
                 .collect(),
             limits,
+            delivery: Delivery {
+                default_mode: file.delivery.default_mode.unwrap_or(delivery.default_mode),
+                max_attempts: file.delivery.max_attempts.unwrap_or(delivery.max_attempts),
+                retention: file.delivery.retention.unwrap_or(delivery.retention),
+                max_store_bytes: file
+                    .delivery
+                    .max_store_bytes
+                    .unwrap_or(delivery.max_store_bytes),
+                chats_in_parallel: file
+                    .delivery
+                    .chats_in_parallel
+                    .unwrap_or(delivery.chats_in_parallel),
+            },
+            admin_listen: match (cli.no_admin, cli.admin_listen.or(file.admin_listen)) {
+                (true, _) => None,
+                (false, Some(address)) => Some(address),
+                (false, None) => Some(SocketAddr::from(DEFAULT_ADMIN_LISTEN)),
+            },
         };
         config.validate()?;
         Ok(config)
@@ -398,20 +515,38 @@ impl Config {
                 ));
             }
         }
+        let delivery = &self.delivery;
+        if delivery.max_attempts == 0 || delivery.chats_in_parallel == 0 {
+            return invalid("max_attempts and chats_in_parallel must be at least 1".into());
+        }
+        if delivery.retention < Duration::from_secs(60) {
+            return invalid("retention must be at least 1m".into());
+        }
+        if delivery.max_store_bytes < limits.max_body_bytes as u64 {
+            return invalid("max_store_bytes must be at least max_body_bytes".into());
+        }
         for (name, bot) in &self.bots {
             check_bot_name(name)?;
             if let Some(secret) = &bot.secret_token {
                 check_secret_token(name, secret.expose())?;
             }
         }
-        if let Some(host) = &self.public_host {
-            if host.is_empty() || host.contains(|c: char| c == '/' || c.is_whitespace()) {
-                return invalid(format!(
-                    "public_host {host:?} must be a bare host name or IP address"
-                ));
-            }
+        if let Some(host) = &self.public_host
+            && (host.is_empty() || host.contains(|c: char| c == '/' || c.is_whitespace()))
+        {
+            return invalid(format!(
+                "public_host {host:?} must be a bare host name or IP address"
+            ));
         }
         Ok(())
+    }
+
+    /// How `bot`'s webhooks are delivered.
+    pub fn mode_of(&self, bot: &str) -> DeliveryMode {
+        self.bots
+            .get(bot)
+            .and_then(|settings| settings.mode)
+            .unwrap_or(self.delivery.default_mode)
     }
 
     /// The bots named anywhere in the configuration; webhooks for other bots get 404 unless the

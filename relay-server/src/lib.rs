@@ -11,18 +11,23 @@
 //! - [`access`]: tokens and which bots they may serve.
 //! - [`agents`]: connected sessions and the request/answer rendezvous.
 //! - [`session`]: one agent's WebSocket session.
+//! - [`store`]: the durable store of updates answered 200 for, with group commit.
 //! - [`webhook`]: the webhook intake.
 //! - [`server`]: the listener and routing.
 
 pub mod access;
+pub mod admin;
 pub mod agents;
 pub mod config;
+pub mod delivery;
 pub mod files;
 mod http;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod store;
 pub mod tls;
+pub mod update;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +41,7 @@ pub use config::{Cli, Config, ConfigError, TlsMode};
 
 use crate::access::Access;
 use crate::agents::Registry;
+use crate::delivery::Scheduler;
 use crate::state::Shared;
 
 /// How long agent sessions get to send "going away" once the webhooks are drained.
@@ -43,6 +49,9 @@ const SESSION_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(
 
 /// The file in the data dir that lists the bots agents have declared under the any-bot token.
 pub const KNOWN_BOTS_FILE: &str = "known-bots";
+
+/// The database in the data dir that holds stored updates and dead letters.
+pub const STORE_FILE: &str = "store.redb";
 
 /// The file in the data dir that holds the generated agent token.
 pub const TOKEN_FILE: &str = "agent-token";
@@ -64,6 +73,14 @@ pub enum SetupError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The update store could not be opened.
+    #[error("cannot open the update store {path}: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: store::StoreError,
+    },
 }
 
 /// A relay that is ready to serve: state and certificates are in place.
@@ -75,6 +92,8 @@ pub struct Relay {
     token_is_new: bool,
     tls: Option<tls::Tls>,
     registry: Arc<Registry>,
+    scheduler: Scheduler,
+    admin_token: Option<Secret>,
 }
 
 impl Relay {
@@ -96,13 +115,50 @@ impl Relay {
                 }
             };
         let tls = tls::load(&config.tls, &config.data_dir, config.public_host.as_deref())?;
+        let admin_token = match config.admin_listen {
+            None => None,
+            Some(_) => {
+                let path = config.data_dir.join(admin::TOKEN_FILE);
+                let (token, _) = files::load_or_create_token(&path)
+                    .map_err(|source| SetupError::Token { path, source })?;
+                Some(token)
+            }
+        };
+        let registry = Arc::new(Registry::default());
+        let store_path = config.data_dir.join(STORE_FILE);
+        let store_error = |source| SetupError::Store {
+            path: store_path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| store_error(store::StoreError::Database(e.to_string())))?;
+        let limits = store::StoreLimits {
+            max_bytes: config.delivery.max_store_bytes,
+            max_record_bytes: protocol::frame_limit(config.limits.max_body_bytes),
+        };
+        let (store, pending) = store::Store::open(&store_path, limits).map_err(store_error)?;
+        if !pending.is_empty() {
+            tracing::info!(
+                pending = pending.len(),
+                "stored updates waiting for delivery"
+            );
+        }
+        let scheduler = Scheduler::new(
+            store,
+            pending,
+            registry.clone(),
+            config.delivery,
+            config.limits.bot_timeout,
+        );
         Ok(Self {
             config,
             any_bot_token,
             token_file,
             token_is_new,
             tls,
-            registry: Arc::new(Registry::default()),
+            registry,
+            scheduler,
+            admin_token,
         })
     }
 
@@ -143,9 +199,24 @@ impl Relay {
         &self.config
     }
 
+    /// The token the admin API wants, when it is on.
+    pub fn admin_token(&self) -> Option<&Secret> {
+        self.admin_token.as_ref()
+    }
+
     /// Serves on `listener` until `shutdown` fires, then lets in-flight work finish within the
     /// configured grace period.
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
+        self.run_with_admin(listener, None, shutdown).await;
+    }
+
+    /// As [`Relay::run`], also serving the admin API on `admin` (with [`Relay::admin_token`]).
+    pub async fn run_with_admin(
+        self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) {
         let remember = self
             .any_bot_token
             .is_some()
@@ -162,12 +233,23 @@ impl Relay {
             self.config,
             access,
             self.registry,
+            self.scheduler.clone(),
             acceptor.is_some(),
             shutdown,
         ));
         if let Ok(address) = listener.local_addr() {
             tracing::info!(%address, tls = shared.tls, "relay listening");
         }
+        if let (Some(admin), Some(token)) = (admin, self.admin_token.clone()) {
+            if let Ok(address) = admin.local_addr() {
+                tracing::info!(%address, "admin API listening");
+            }
+            tokio::spawn(admin::serve(admin, shared.clone(), token));
+        }
+        let deliveries = tokio::spawn(
+            self.scheduler
+                .run(shared.sessions_stop.clone(), SESSION_CLOSE_GRACE),
+        );
         server::accept_loop(listener, shared.clone(), acceptor).await;
         // Webhooks in flight still need their agents, so sessions end only after them.
         shared.tasks.close();
@@ -181,6 +263,7 @@ impl Relay {
             );
         }
         shared.sessions_stop.cancel();
+        let _ = deliveries.await;
         shared.session_tasks.close();
         let _ = tokio::time::timeout(SESSION_CLOSE_GRACE, shared.session_tasks.wait()).await;
         tracing::info!("relay stopped");

@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let mut cli = cli;
+    let command = cli.command.take();
     let config = match Config::from_cli(cli) {
         Ok(config) => config,
         Err(error) => return fail(error.to_string(), EXIT_CONFIG),
@@ -27,6 +29,15 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the async runtime: {error}"), 1),
     };
+    if let Some(command) = command {
+        return match runtime.block_on(admin_command(command, &config)) {
+            Ok(output) => {
+                println!("{output}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => fail(message, 1),
+        };
+    }
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(message, 1),
@@ -45,11 +56,38 @@ async fn serve(config: Config) -> Result<(), String> {
         ),
         _ => format!("cannot listen on {address}: {error}"),
     })?;
+    let admin = match relay.config().admin_listen {
+        None => None,
+        Some(address) => Some(TcpListener::bind(address).await.map_err(|error| {
+            format!("cannot serve the admin API on {address}: {error}; choose another with --admin-listen or turn it off with --no-admin")
+        })?),
+    };
     print_banner(&relay, &listener);
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    relay.run(listener, shutdown).await;
+    relay.run_with_admin(listener, admin, shutdown).await;
     Ok(())
+}
+
+/// Runs an admin subcommand against the relay this configuration describes.
+async fn admin_command(
+    command: relay_server::admin::Command,
+    config: &Config,
+) -> Result<String, String> {
+    let address = config
+        .admin_listen
+        .ok_or("the admin API is turned off in this configuration (--no-admin)")?;
+    let token = match std::env::var("RELAY_ADMIN_TOKEN") {
+        Ok(token) => protocol::Secret::new(token),
+        Err(_) => {
+            let path = config.data_dir.join(relay_server::admin::TOKEN_FILE);
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                format!("cannot read the admin token {}: {error}; run this where the relay's --data-dir is, or set RELAY_ADMIN_TOKEN", path.display())
+            })?;
+            protocol::Secret::new(text.trim())
+        }
+    };
+    relay_server::admin::client(command, address, &token).await
 }
 
 /// Tells a new user the two things they need: the agent command and the webhook URL.

@@ -153,6 +153,7 @@ where
                     }
                     tracing::info!(agent = %handle.name, bots = ?handle.bots, software = %hello.software, "agent connected");
                     let _registration = shared.registry.register(handle.clone());
+                    shared.scheduler.agents_changed();
                     read_answers(&mut reader, &handle, &stop).await
                 } else {
                     None
@@ -314,10 +315,21 @@ mod tests {
         let config = Config::new("unused");
         let access = Access::new(&config, Some(Secret::new("any-token-0123456789")));
         let registry = Arc::new(Registry::default());
+        let dir = crate::files::tests::temp_dir("session");
+        let (store, _) =
+            crate::store::Store::open(&dir.join("store.redb"), Default::default()).expect("store");
+        let scheduler = crate::delivery::Scheduler::new(
+            store,
+            Vec::new(),
+            registry.clone(),
+            config.delivery,
+            config.limits.bot_timeout,
+        );
         Arc::new(Shared::new(
             config,
             access,
             registry,
+            scheduler,
             false,
             CancellationToken::new(),
         ))

@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 use crate::access::Access;
 use crate::agents::Registry;
 use crate::config::Config;
+use crate::delivery::Scheduler;
 
 /// The running relay's shared state.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub struct Shared {
     pub access: Access,
     /// Connected agents.
     pub registry: Arc<Registry>,
+    /// Stored delivery.
+    pub scheduler: Scheduler,
     /// Whether the listener speaks TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
     /// Fires when the relay stops accepting: connections finish what they are doing and close.
@@ -39,6 +42,7 @@ impl Shared {
         config: Config,
         access: Access,
         registry: Arc<Registry>,
+        scheduler: Scheduler,
         tls: bool,
         shutdown: CancellationToken,
     ) -> Self {
@@ -46,6 +50,7 @@ impl Shared {
             config,
             access,
             registry,
+            scheduler,
             tls,
             shutdown,
             sessions_stop: CancellationToken::new(),

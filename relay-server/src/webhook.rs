@@ -15,8 +15,11 @@ use protocol::{FailureKind, Header, is_hop_by_hop};
 use tracing::Instrument;
 
 use crate::agents::CallError;
+use crate::config::DeliveryMode;
 use crate::http::{plain, text_response};
 use crate::state::Shared;
+use crate::store::{NewUpdate, StoreError};
+use crate::update::UpdateInfo;
 
 /// The path prefix of every webhook URL.
 pub const HOOK_PREFIX: &str = "/hook/";
@@ -90,13 +93,12 @@ async fn deliver(
         discard(request.into_body(), limits.max_body_bytes.saturating_mul(2)).await;
         return text_response(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
-    let Some(agent) = shared.registry.route(&bot) else {
+    let mode = shared.config.mode_of(&bot);
+    let agent = shared.registry.route(&bot);
+    if mode == DeliveryMode::Passthrough && agent.is_none() {
         tracing::debug!("no agent connected");
-        return text_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no agent is connected for this bot",
-        );
-    };
+        return no_agent();
+    }
 
     let (parts, body) = request.into_parts();
     let body = match tokio::time::timeout(
@@ -117,6 +119,7 @@ async fn deliver(
         Err(_) => return text_response(StatusCode::REQUEST_TIMEOUT, "body not received in time"),
     };
 
+    let info = UpdateInfo::read(&body);
     let request = protocol::Request {
         id: 0,
         bot,
@@ -126,19 +129,90 @@ async fn deliver(
         headers: forwarded_headers(&parts.headers, peer, shared.tls),
         body,
         timeout_ms: u32::try_from(limits.bot_timeout.as_millis()).unwrap_or(u32::MAX),
-        update_id: None,
+        update_id: info.update_id,
         delivery: protocol::Delivery::Live,
     };
+    let live_agent = match mode {
+        DeliveryMode::Durable => None,
+        // A chat with stored updates waiting takes new ones into the store too, behind them.
+        DeliveryMode::Auto if shared.scheduler.has_waiting(&request.bot, &info.queue) => None,
+        DeliveryMode::Auto | DeliveryMode::Passthrough => agent,
+    };
+    let Some(agent) = live_agent else {
+        return store(&shared, request, info.queue).await;
+    };
+    // In auto mode a copy is kept (cheap: the body is shared) to store if the tunnel fails.
+    let fallback = (mode == DeliveryMode::Auto).then(|| request.clone());
     let started = tokio::time::Instant::now();
     match agent.call(request, limits.bot_timeout).await {
         Ok(response) => {
             tracing::debug!(status = response.status, elapsed = ?started.elapsed(), session = agent.session, "delivered");
             bot_response(response)
         }
+        Err(error) => match fallback {
+            Some(request) if tunnel_failed(&error) => {
+                tracing::info!(%error, session = agent.session, "live delivery failed; storing the update");
+                store(&shared, request, info.queue).await
+            }
+            _ => {
+                let (status, sentence) = failure_status(&error);
+                tracing::warn!(%error, status = status.as_u16(), session = agent.session, "delivery failed");
+                text_response(status, sentence)
+            }
+        },
+    }
+}
+
+fn no_agent() -> Response<Full<Bytes>> {
+    text_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no agent is connected for this bot",
+    )
+}
+
+/// Whether a live delivery failed before the bot could answer, so that storing the update (and
+/// answering 200) is safe and better than an error. A bot that was slow may have acted on the
+/// update, so a timeout is passed on for Telegram to retry, as in passthrough.
+fn tunnel_failed(error: &CallError) -> bool {
+    match error {
+        CallError::AgentGone | CallError::Overloaded => true,
+        CallError::Failed(failure) => matches!(
+            failure.kind,
+            FailureKind::BotUnreachable | FailureKind::Overloaded
+        ),
+        CallError::Timeout(_) | CallError::Encode(_) => false,
+    }
+}
+
+/// Stores the update for delivery from the store and answers 200 once it is on disk.
+async fn store(
+    shared: &Shared,
+    request: protocol::Request,
+    queue: String,
+) -> Response<Full<Bytes>> {
+    let update = NewUpdate {
+        bot: request.bot,
+        queue,
+        update_id: request.update_id,
+        received_at_ms: crate::delivery::unix_millis(),
+        method: request.method,
+        path: request.path,
+        query: request.query,
+        headers: request.headers,
+        body: request.body,
+    };
+    match shared.scheduler.accept(update).await {
+        Ok(()) => {
+            tracing::debug!(update_id = request.update_id, "stored");
+            plain(StatusCode::OK, Bytes::new())
+        }
+        Err(error @ StoreError::Full { .. }) => {
+            tracing::warn!(%error, "store full; Telegram keeps the update and retries");
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "relay store is full")
+        }
         Err(error) => {
-            let (status, sentence) = failure_status(&error);
-            tracing::warn!(%error, status = status.as_u16(), session = agent.session, "delivery failed");
-            text_response(status, sentence)
+            tracing::error!(%error, "cannot store an update");
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "relay store unavailable")
         }
     }
 }

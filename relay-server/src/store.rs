@@ -1,0 +1,526 @@
+//! The durable store of updates the relay has answered 200 for: pending ones until delivered,
+//! dead letters until replayed, dropped or expired. What it holds survives crashes and restarts.
+//!
+//! One redb file. Every change goes through a single writer thread that commits many changes in
+//! one fsynced transaction (group commit), and answers a caller only once its change is on disk.
+//! Reads (the listing, the retention scan) use read transactions beside it.
+//!
+//! # Layout
+//! - `record`: the tables, their keys, and the bytes of one record.
+//! - `writer`: the writer thread and the changes it applies.
+//! - `read`: loading on open, listings and scans.
+
+mod read;
+mod record;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+pub use record::{MAX_ERROR_LEN, MAX_RECORD_LEN};
+
+use record::{DEAD, Fields, META, PENDING};
+use writer::{Op, Reply, Tally, Writer};
+
+/// Changes that may wait for the writer. Twice a batch, so that a full batch can queue while the
+/// previous one commits. The memory behind it is bounded where updates come from (the webhook's
+/// connection and body limits); when it is full, callers wait (within [`OP_TIMEOUT`]).
+const CHANNEL_CAPACITY: usize = 2 * writer::MAX_BATCH_OPS;
+
+/// How long a caller waits for its change (queueing, commit and fsync) or a read. A healthy
+/// commit takes milliseconds and a scan of a full store about a second; past this the disk is
+/// failing. A webhook then still answers 503 well inside Telegram's 60 s, and Telegram retries:
+/// if the change did reach the disk after all, the agent's duplicate check absorbs the copy.
+const OP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The most dead letters one listing returns, whatever the caller asks: each carries its body.
+const MAX_LISTING: usize = 10_000;
+
+/// Expired keys per writer op, so a large sweep shares the writer with appends rather than
+/// holding it for one long transaction.
+const EXPIRE_CHUNK: usize = 1024;
+
+/// redb's page cache. The store is written once per update and read back mostly on open and for
+/// listings; redb's default (1 GiB) would let the cache grow as large as the data on a small VPS.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The default cap on record bytes held (pending and dead together).
+pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// The writer thread's name, as it shows in `top -H` and panic messages.
+const WRITER_THREAD: &str = "relay-store-writer";
+
+/// One update as stored: everything needed to deliver it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredUpdate {
+    /// Assigned by the store: unique and increasing across all bots and across restarts, so it
+    /// orders updates by arrival. A replayed dead letter gets a new one.
+    pub seq: u64,
+    /// The bot the webhook was for.
+    pub bot: String,
+    /// The ordering key the caller computed (such as `chat:123`); opaque to the store.
+    pub queue: String,
+    /// The Telegram `update_id`, when the body had one.
+    pub update_id: Option<i64>,
+    /// When the relay received it, in Unix milliseconds (set by the caller; retention goes by it).
+    pub received_at_ms: u64,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt failed, or why it was buried (at most [`MAX_ERROR_LEN`] bytes).
+    pub last_error: Option<String>,
+    /// The HTTP method, such as `POST`.
+    pub method: String,
+    /// What followed `/hook/<bot>` in the path.
+    pub path: String,
+    /// The query string without the `?`, if any.
+    pub query: Option<String>,
+    /// The request headers as forwarded, duplicates and order kept.
+    pub headers: Vec<protocol::Header>,
+    /// The body bytes, untouched.
+    pub body: Bytes,
+}
+
+/// What [`Store::append`] takes: an update as received, before the store numbers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUpdate {
+    /// The bot the webhook was for.
+    pub bot: String,
+    /// The ordering key (such as `chat:123`).
+    pub queue: String,
+    /// The Telegram `update_id`, when the body had one.
+    pub update_id: Option<i64>,
+    /// When the relay received it, in Unix milliseconds.
+    pub received_at_ms: u64,
+    /// The HTTP method.
+    pub method: String,
+    /// What followed `/hook/<bot>` in the path.
+    pub path: String,
+    /// The query string without the `?`, if any.
+    pub query: Option<String>,
+    /// The request headers as forwarded.
+    pub headers: Vec<protocol::Header>,
+    /// The body bytes.
+    pub body: Bytes,
+}
+
+/// How much the store may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Cap on record bytes held, pending and dead together. Past it appends fail with
+    /// [`StoreError::Full`], and the webhook answers 503 so that Telegram keeps the update.
+    pub max_bytes: u64,
+    /// The largest encoded record `append` accepts (never more than [`MAX_RECORD_LEN`]).
+    pub max_record_bytes: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_record_bytes: MAX_RECORD_LEN,
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Holding the update would pass the byte cap. Retryable once deliveries free room.
+    #[error("store is full: {held} of {max} bytes held, a {record}-byte update does not fit")]
+    Full {
+        /// Bytes held when the update was refused.
+        held: u64,
+        /// The refused record's size.
+        record: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// The update alone is larger than any record may be.
+    #[error("update of {len} bytes is over the {max}-byte record limit")]
+    TooLarge {
+        /// The encoded record's size.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The file could not be opened, read or committed; says which step failed.
+    #[error("store database: {0}")]
+    Database(String),
+    /// The writer thread is gone, so nothing can be written.
+    #[error("store writer has stopped")]
+    Closed,
+    /// The writer did not answer in time (a change may still reach the disk later).
+    #[error("store did not answer within {after:?}")]
+    TimedOut {
+        /// How long the caller waited.
+        after: Duration,
+    },
+    /// A record on disk does not decode. It is logged and left where it is, never deleted.
+    #[error("stored record {bot}/{seq} does not decode: {reason}")]
+    Corrupt {
+        /// The record's bot.
+        bot: String,
+        /// The record's seq.
+        seq: u64,
+        /// What the decoder said.
+        reason: String,
+    },
+}
+
+/// The store; cheap to clone. When the last handle goes, the writer finishes the batch in hand
+/// and the file is closed before the drop returns.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<redb::Database>,
+    /// `None` only while dropping, to tell the writer to stop.
+    ops: Option<mpsc::Sender<Op>>,
+    writer: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+    max_record_bytes: usize,
+    corrupt: usize,
+    path: PathBuf,
+}
+
+/// What the writer publishes after each commit, for [`Store::bytes`] and friends.
+#[derive(Debug, Default)]
+struct Counters {
+    bytes: AtomicU64,
+    pending: AtomicUsize,
+    dead: AtomicUsize,
+    commits: AtomicU64,
+}
+
+impl Counters {
+    fn publish(&self, tally: Tally) {
+        self.bytes.store(tally.bytes, Ordering::Relaxed);
+        self.pending.store(tally.pending, Ordering::Relaxed);
+        self.dead.store(tally.dead, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it (and its directory) if needed, and starts the
+    /// writer. Returns the store and every pending update that decodes, oldest (lowest seq) first.
+    ///
+    /// Blocking: it reads the whole file. A record that does not decode is logged, counted in
+    /// [`Store::corrupt_count`] and left in place; it never stops the relay from starting. The
+    /// file's own checksums are verified on every open (redb's integrity check), since an open
+    /// that trusts a damaged file may panic.
+    pub fn open(
+        path: &Path,
+        limits: StoreLimits,
+    ) -> Result<(Store, Vec<StoredUpdate>), StoreError> {
+        let context = |step: &str, error: &dyn std::fmt::Display| {
+            StoreError::Database(format!("cannot {step} {}: {error}", path.display()))
+        };
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| context("create the directory of", &e))?;
+        }
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .set_check_integrity_on_open(true)
+            .create(path)
+            .map_err(|e| context("open", &e))?;
+        create_tables(&db).map_err(|e| context("set up", &e))?;
+        let loaded = read::load(&db)?;
+        if loaded.corrupt > 0 {
+            tracing::error!(
+                corrupt = loaded.corrupt,
+                path = %path.display(),
+                "store holds records that do not decode; they are kept but never delivered"
+            );
+        }
+        let counters = Arc::new(Counters::default());
+        counters.bytes.store(loaded.tally.bytes, Ordering::Relaxed);
+        counters
+            .pending
+            .store(loaded.tally.pending, Ordering::Relaxed);
+        counters.dead.store(loaded.tally.dead, Ordering::Relaxed);
+        let db = Arc::new(db);
+        let (ops, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        let writer = Writer {
+            db: db.clone(),
+            ops: receiver,
+            counters: counters.clone(),
+            tally: loaded.tally,
+            next_seq: loaded.next_seq,
+            max_bytes: limits.max_bytes,
+        };
+        let writer = std::thread::Builder::new()
+            .name(WRITER_THREAD.into())
+            .spawn(move || writer.run())
+            .map_err(|e| context("start the writer for", &e))?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                ops: Some(ops),
+                writer: Some(writer),
+                counters,
+                max_record_bytes: limits.max_record_bytes.min(MAX_RECORD_LEN),
+                corrupt: loaded.corrupt,
+                path: path.to_owned(),
+            }),
+        };
+        Ok((store, loaded.pending))
+    }
+
+    /// Stores `update` and returns it numbered. Returns only once it is committed and fsynced,
+    /// together with whatever else was queued at the time (group commit).
+    ///
+    /// [`StoreError::Full`] when it would take the store past `max_bytes` (checked by the writer,
+    /// so concurrent appends cannot overshoot); [`StoreError::TooLarge`] when it is over
+    /// `max_record_bytes`.
+    pub async fn append(&self, update: NewUpdate) -> Result<StoredUpdate, StoreError> {
+        let NewUpdate {
+            bot,
+            queue,
+            update_id,
+            received_at_ms,
+            method,
+            path,
+            query,
+            headers,
+            body,
+        } = update;
+        let fields = Fields {
+            queue,
+            update_id,
+            received_at_ms,
+            attempts: 0,
+            last_error: None,
+            method,
+            path,
+            query,
+            headers,
+            body,
+        };
+        // Encoded here, on the caller's task, so the one writer thread only copies bytes in.
+        let record = record::encode(&fields)?;
+        let max = self.inner.max_record_bytes;
+        if record.len() > max {
+            return Err(StoreError::TooLarge {
+                len: record.len(),
+                max,
+            });
+        }
+        let seq = self
+            .call(|reply| Op::Append {
+                bot: bot.clone(),
+                record,
+                reply,
+            })
+            .await?;
+        Ok(fields.into_update(bot, seq))
+    }
+
+    /// Removes a delivered update, durably. Removing one that is not there (retention dropped it
+    /// while it was in flight) is not an error.
+    pub async fn remove(&self, bot: &str, seq: u64) -> Result<(), StoreError> {
+        let bot = bot.to_owned();
+        self.call(|reply| Op::Remove { bot, seq, reply }).await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: `attempts` + 1 and the error text (clipped to
+    /// [`MAX_ERROR_LEN`]). Returns the updated record, or `None` if it is no longer pending.
+    pub async fn record_failure(
+        &self,
+        bot: &str,
+        seq: u64,
+        error: &str,
+    ) -> Result<Option<StoredUpdate>, StoreError> {
+        let (bot, error) = (bot.to_owned(), error.to_owned());
+        self.call(|reply| Op::Fail {
+            bot,
+            seq,
+            error,
+            reply,
+        })
+        .await
+    }
+
+    /// Moves a pending update to the dead letters, with `reason` as its `last_error`; `attempts`
+    /// stays as [`Store::record_failure`] left it. Burying one that is no longer pending is not
+    /// an error.
+    pub async fn bury(&self, bot: &str, seq: u64, reason: &str) -> Result<(), StoreError> {
+        let (bot, reason) = (bot.to_owned(), reason.to_owned());
+        let found = self
+            .call(|reply| Op::Bury {
+                bot: bot.clone(),
+                seq,
+                reason,
+                reply,
+            })
+            .await?;
+        if !found {
+            tracing::debug!(bot, seq, "nothing to bury: the update is no longer pending");
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` dead letters (never more than 10 000), of `bot` or of all bots, oldest first.
+    pub async fn dead_letters(
+        &self,
+        bot: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpdate>, StoreError> {
+        let bot = bot.map(str::to_owned);
+        let limit = limit.min(MAX_LISTING);
+        self.read(move |db| read::dead_letters(db, bot.as_deref(), limit))
+            .await
+    }
+
+    /// Moves a dead letter back to pending with no attempts, no error and a new seq, so that it
+    /// queues behind what its chat already has. Returns it, or `None` if there is no such dead
+    /// letter. Its `received_at_ms` stays, so retention still counts from its first arrival.
+    pub async fn replay(&self, bot: &str, seq: u64) -> Result<Option<StoredUpdate>, StoreError> {
+        let bot = bot.to_owned();
+        self.call(|reply| Op::Replay { bot, seq, reply }).await
+    }
+
+    /// Deletes a dead letter for good; true if it existed.
+    pub async fn drop_dead(&self, bot: &str, seq: u64) -> Result<bool, StoreError> {
+        let bot = bot.to_owned();
+        self.call(|reply| Op::DropDead { bot, seq, reply }).await
+    }
+
+    /// Retention: removes pending updates and dead letters received before `cutoff_ms` and
+    /// returns them, for the caller to log and count.
+    ///
+    /// Finds them with a read scan that decodes every record (off the writer's thread), then has
+    /// the writer remove them in chunks; cost grows with what is held, so call it every minute or
+    /// so, not per update.
+    pub async fn expire(&self, cutoff_ms: u64) -> Result<Vec<StoredUpdate>, StoreError> {
+        let keys = self.read(move |db| read::older_than(db, cutoff_ms)).await?;
+        let mut expired = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(EXPIRE_CHUNK) {
+            let keys = chunk.to_vec();
+            expired.extend(
+                self.call(|reply| Op::Expire {
+                    keys,
+                    cutoff_ms,
+                    reply,
+                })
+                .await?,
+            );
+        }
+        Ok(expired)
+    }
+
+    /// Record bytes held, pending and dead together, as of the last commit: what
+    /// [`StoreLimits::max_bytes`] caps.
+    pub fn bytes(&self) -> u64 {
+        self.inner.counters.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Records in the pending table, as of the last commit.
+    pub fn pending_count(&self) -> usize {
+        self.inner.counters.pending.load(Ordering::Relaxed)
+    }
+
+    /// Records in the dead-letter table, as of the last commit.
+    pub fn dead_count(&self) -> usize {
+        self.inner.counters.dead.load(Ordering::Relaxed)
+    }
+
+    /// Records found on open that do not decode (kept, counted in the totals, never delivered).
+    pub fn corrupt_count(&self) -> usize {
+        self.inner.corrupt
+    }
+
+    /// Write transactions committed since open (a batch that changed nothing is not committed).
+    /// Far fewer than the changes made is the sign that group commit is batching.
+    pub fn commits(&self) -> u64 {
+        self.inner.counters.commits.load(Ordering::Relaxed)
+    }
+
+    /// Sends one change to the writer and waits for its result, within [`OP_TIMEOUT`].
+    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let ops = self.inner.ops.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let exchange = async {
+            ops.send(op(reply)).await.map_err(|_| StoreError::Closed)?;
+            // The writer answers every op it takes; a dropped reply means its thread is gone.
+            answer.await.map_err(|_| StoreError::Closed)?
+        };
+        tokio::time::timeout(OP_TIMEOUT, exchange)
+            .await
+            .map_err(|_| StoreError::TimedOut { after: OP_TIMEOUT })?
+    }
+
+    /// Runs `read` on a blocking thread with a read transaction's worth of access, within
+    /// [`OP_TIMEOUT`]. The task holds the store open until it ends.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&redb::Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        let task = tokio::task::spawn_blocking(move || read(&inner.db));
+        match tokio::time::timeout(OP_TIMEOUT, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => Err(StoreError::Database(format!("read task failed: {error}"))),
+            Err(_) => Err(StoreError::TimedOut { after: OP_TIMEOUT }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("bytes", &self.bytes())
+            .field("pending", &self.pending_count())
+            .field("dead", &self.dead_count())
+            .field("corrupt", &self.corrupt_count())
+            .field("commits", &self.commits())
+            .finish()
+    }
+}
+
+impl Drop for Inner {
+    /// Closes the queue, then waits for the writer to finish what it holds, so that the file is
+    /// closed when the last handle is gone and the same process can open it again.
+    fn drop(&mut self) {
+        self.ops = None;
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("store writer panicked");
+        }
+    }
+}
+
+/// Creates the tables, so that read transactions always find them.
+fn create_tables(db: &redb::Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(PENDING)?;
+    txn.open_table(DEAD)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Logs a record that does not decode and returns the error for it.
+fn corrupt(bot: &str, seq: u64, error: &protocol::DecodeError) -> StoreError {
+    tracing::error!(bot, seq, %error, "stored record does not decode; left in place");
+    StoreError::Corrupt {
+        bot: bot.to_owned(),
+        seq,
+        reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

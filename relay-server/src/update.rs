@@ -1,0 +1,123 @@
+//! What the relay reads inside a Telegram update: its `update_id`, and the queue that keeps its
+//! order. Telegram keeps one queue per chat, and per user for queries that have no chat; the relay
+//! keeps the same ones, so a stored update never overtakes another of its chat.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The queue of bodies that are not Telegram updates (or name no chat or user): one per bot.
+pub const BOT_QUEUE: &str = "bot";
+
+/// The parts of an update the relay cares about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateInfo {
+    /// The update's `update_id`, if the body is an update.
+    pub update_id: Option<i64>,
+    /// The ordering key: `chat:<id>`, `user:<id>` or [`BOT_QUEUE`].
+    pub queue: String,
+}
+
+#[derive(Deserialize)]
+struct Id {
+    id: i64,
+}
+
+/// The object of an update's one payload field, as far as ordering goes.
+#[derive(Deserialize)]
+struct Payload {
+    chat: Option<Id>,
+    from: Option<Id>,
+    user: Option<Id>,
+}
+
+impl UpdateInfo {
+    /// Reads `body`; anything that is not a JSON object with an `update_id` gets the bot queue.
+    ///
+    /// An update has `update_id` and one payload field. Messages, posts, member updates, join
+    /// requests, boosts and reactions carry a `chat`: their queue is the chat. Callback, inline,
+    /// shipping and pre-checkout queries carry a `from` (and `poll_answer` a `user`): their queue
+    /// is that user, as in Telegram's server. Anything else (a `poll`) shares the bot queue.
+    pub fn read(body: &[u8]) -> Self {
+        let fallback = Self {
+            update_id: None,
+            queue: BOT_QUEUE.into(),
+        };
+        let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+            return fallback;
+        };
+        let Some(update_id) = fields.get("update_id").and_then(Value::as_i64) else {
+            return fallback;
+        };
+        let queue = fields
+            .iter()
+            .filter(|(name, value)| *name != "update_id" && value.is_object())
+            .find_map(|(_, value)| {
+                let payload = Payload::deserialize(value).ok()?;
+                match (payload.chat, payload.from.or(payload.user)) {
+                    (Some(chat), _) => Some(format!("chat:{}", chat.id)),
+                    (None, Some(user)) => Some(format!("user:{}", user.id)),
+                    (None, None) => None,
+                }
+            })
+            .unwrap_or_else(|| BOT_QUEUE.into());
+        Self {
+            update_id: Some(update_id),
+            queue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(body: &str) -> String {
+        UpdateInfo::read(body.as_bytes()).queue
+    }
+
+    #[test]
+    fn messages_and_posts_queue_by_chat() {
+        let message = r#"{"update_id":10,"message":{"message_id":1,"from":{"id":7},"chat":{"id":-1001234567890,"type":"supergroup"},"date":1,"text":"hi"}}"#;
+        let info = UpdateInfo::read(message.as_bytes());
+        assert_eq!(info.update_id, Some(10));
+        assert_eq!(info.queue, "chat:-1001234567890");
+        assert_eq!(
+            queue(r#"{"update_id":11,"channel_post":{"chat":{"id":-100}}}"#),
+            "chat:-100"
+        );
+        assert_eq!(
+            queue(r#"{"update_id":12,"my_chat_member":{"chat":{"id":5},"from":{"id":6}}}"#),
+            "chat:5"
+        );
+    }
+
+    #[test]
+    fn queries_queue_by_user() {
+        let callback = r#"{"update_id":20,"callback_query":{"id":"x","from":{"id":5000000001},"message":{"chat":{"id":99}},"data":"d"}}"#;
+        assert_eq!(queue(callback), "user:5000000001");
+        assert_eq!(
+            queue(r#"{"update_id":21,"inline_query":{"id":"q","from":{"id":8},"query":""}}"#),
+            "user:8"
+        );
+        assert_eq!(
+            queue(r#"{"update_id":22,"poll_answer":{"poll_id":"p","user":{"id":9}}}"#),
+            "user:9"
+        );
+    }
+
+    #[test]
+    fn everything_else_shares_the_bot_queue() {
+        assert_eq!(
+            queue(r#"{"update_id":30,"poll":{"id":"p","question":"?"}}"#),
+            BOT_QUEUE
+        );
+        assert_eq!(UpdateInfo::read(b"not json").update_id, None);
+        assert_eq!(queue("[1,2]"), BOT_QUEUE);
+        assert_eq!(queue(r#"{"message":{"chat":{"id":1}}}"#), BOT_QUEUE);
+        assert_eq!(queue(r#"{"update_id":"1"}"#), BOT_QUEUE);
+        assert_eq!(
+            queue(r#"{"update_id":1,"message":{"chat":{"id":"x"}}}"#),
+            BOT_QUEUE
+        );
+    }
+}
