@@ -30,6 +30,8 @@ impl TestAgent {
             Config::new(&relay.agent_url(), Secret::new(TOKEN), bots).expect("agent config");
         config.ca = relay.ca.clone();
         config.heartbeat_timeout = Duration::from_secs(5);
+        // A state dir of its own, kept across restarts of this agent (the config is reused).
+        config.state_dir = Some(crate::temp_dir("agent-state"));
         config
     }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 pub use agent::TestAgent;
 pub use bot::{Answer, Received, TestBot};
 pub use relay::TestRelay;
-pub use telegram::{FakeTelegram, Reply, update_json};
+pub use telegram::{FakeTelegram, Reply, TelegramQueue, update_json};
 
 /// How long any fixture waits for a condition before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(15);

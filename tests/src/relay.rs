@@ -21,6 +21,10 @@ pub struct TestRelay {
     pub config: Config,
     /// The self-signed certificate agents and Telegram must trust, when TLS is on.
     pub ca: Option<PathBuf>,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    /// The admin API's token.
+    pub admin_token: Secret,
     registry: Arc<Registry>,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: CancellationToken,
@@ -33,6 +37,7 @@ impl TestRelay {
         let mut config = Config::new(crate::temp_dir("relay"));
         config.agent_token = Some(Secret::new(TOKEN));
         config.tls = TlsMode::SelfSigned;
+        config.admin_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config
     }
 
@@ -53,6 +58,13 @@ impl TestRelay {
         listener.set_nonblocking(true).expect("nonblocking");
         let relay = Relay::prepare(config.clone()).expect("relay prepares");
         let ca = relay.self_signed_cert().map(PathBuf::from);
+        let admin_token = relay
+            .admin_token()
+            .cloned()
+            .expect("test relays serve the admin API");
+        let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind admin");
+        let admin_addr = admin.local_addr().expect("admin addr");
+        admin.set_nonblocking(true).expect("nonblocking");
         let registry = relay.registry();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -65,13 +77,16 @@ impl TestRelay {
         let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            relay.run(listener, stop).await;
+            let admin = tokio::net::TcpListener::from_std(admin).expect("admin listener");
+            relay.run_with_admin(listener, Some(admin), stop).await;
             let _ = stopped_tx.send(());
         });
         Self {
             addr,
             config,
             ca,
+            admin_addr,
+            admin_token,
             registry,
             runtime: Some(runtime),
             shutdown,
@@ -105,10 +120,29 @@ impl TestRelay {
         crate::eventually(&format!("no agent serves {bot}"), || !self.serves(bot)).await;
     }
 
-    /// Kills the relay as a crash would: every task and socket gone at once.
+    /// Asks the admin API, as `relay-server stats` or `relay-server dead-letters …` do.
+    pub async fn admin(&self, method: hyper::Method, path: &str) -> serde_json::Value {
+        relay_server::admin::call(self.admin_addr, &self.admin_token, method, path)
+            .await
+            .expect("admin API answers")
+    }
+
+    /// One counter from the admin API's `/stats`.
+    pub async fn stat(&self, name: &str) -> u64 {
+        let stats = self.admin(hyper::Method::GET, "/stats").await;
+        stats[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+    }
+
+    /// Kills the relay as a crash would: every task and socket gone at once, nothing graceful.
+    /// Tasks are dropped rather than run to an end; the store's writer finishes the batch it is
+    /// committing and closes the file, so a new relay in this process can open it again.
     pub fn kill(&mut self) {
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+            std::thread::spawn(move || runtime.shutdown_timeout(std::time::Duration::from_secs(5)))
+                .join()
+                .expect("relay runtime shut down");
         }
     }
 

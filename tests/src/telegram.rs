@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::handshake;
 use hyper::header::HeaderMap;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
@@ -95,58 +96,154 @@ impl FakeTelegram {
         headers: &[(&str, String)],
         body: Bytes,
     ) -> Reply {
+        let mut sender = self.connect().await.expect("connect to relay");
+        let request = self.build(method, path, headers, body);
+        let response = tokio::time::timeout(crate::DEADLINE, sender.send_request(request))
+            .await
+            .expect("relay answers in time")
+            .expect("relay answers");
+        read_reply(response).await.expect("reply body")
+    }
+
+    /// One keep-alive connection to the relay, TLS included.
+    async fn connect(&self) -> Result<Sender, String> {
         let tcp = TcpStream::connect(self.addr)
             .await
-            .expect("connect to relay");
-        tcp.set_nodelay(true).expect("nodelay");
+            .map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
         match &self.tls {
             Some(connector) => {
-                let name = ServerName::try_from("localhost").expect("name");
+                let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
                 let stream = connector
                     .connect(name, tcp)
                     .await
-                    .expect("tls handshake with relay");
-                exchange(TokioIo::new(stream), self.addr, method, path, headers, body).await
+                    .map_err(|e| e.to_string())?;
+                let (sender, connection) = handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                Ok(sender)
             }
-            None => exchange(TokioIo::new(tcp), self.addr, method, path, headers, body).await,
+            None => {
+                let (sender, connection) = handshake(TokioIo::new(tcp))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                Ok(sender)
+            }
+        }
+    }
+
+    fn build(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Request<Full<Bytes>> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", format!("localhost:{}", self.addr.port()));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.body(Full::new(body)).expect("request")
+    }
+
+    /// A queue that delivers updates to `path` the way Telegram delivers one chat's updates: over a
+    /// keep-alive connection, one at a time, each retried until the relay answers 2xx.
+    pub fn queue(&self, path: &str) -> TelegramQueue {
+        TelegramQueue {
+            telegram: self.clone(),
+            path: path.to_owned(),
+            sender: None,
         }
     }
 }
 
-async fn exchange<Io>(
-    io: Io,
-    addr: std::net::SocketAddr,
-    method: Method,
-    path: &str,
-    headers: &[(&str, String)],
-    body: Bytes,
-) -> Reply
-where
-    Io: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .expect("http handshake");
-    tokio::spawn(connection);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", format!("localhost:{}", addr.port()));
-    for (name, value) in headers {
-        request = request.header(*name, value);
-    }
-    let request = request.body(Full::new(body)).expect("request");
-    let response = tokio::time::timeout(crate::DEADLINE, sender.send_request(request))
-        .await
-        .expect("relay answers in time")
-        .expect("relay answers");
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn read_reply(response: hyper::Response<hyper::body::Incoming>) -> Result<Reply, String> {
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    Reply {
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply {
         status,
         headers: parts.headers,
         body,
+    })
+}
+
+/// See [`FakeTelegram::queue`].
+pub struct TelegramQueue {
+    telegram: FakeTelegram,
+    path: String,
+    sender: Option<Sender>,
+}
+
+impl std::fmt::Debug for TelegramQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramQueue")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl TelegramQueue {
+    /// Delivers one update, retrying on any failure (non-2xx, refused or broken connection) with
+    /// a short growing pause, as Telegram does (faster, to keep tests short). Returns how many
+    /// attempts it took; panics if the relay never takes it within four [`crate::DEADLINE`]s.
+    pub async fn deliver(&mut self, update: Bytes) -> u32 {
+        let deadline = tokio::time::Instant::now() + crate::DEADLINE * 4;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} never accepted an update after {attempts} attempts",
+                self.path
+            );
+            if self
+                .try_once(update.clone())
+                .await
+                .is_some_and(|status| (200..300).contains(&status))
+            {
+                return attempts;
+            }
+            let pause = std::time::Duration::from_millis(20u64 << attempts.min(5));
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn try_once(&mut self, update: Bytes) -> Option<u16> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.sender = Some(self.telegram.connect().await.ok()?);
+        }
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if let Some(secret) = &self.telegram.secret {
+            headers.push(("x-telegram-bot-api-secret-token", secret.clone()));
+        }
+        let request = self
+            .telegram
+            .build(Method::POST, &self.path, &headers, update);
+        let sender = self.sender.as_mut()?;
+        let sent = tokio::time::timeout(crate::DEADLINE, async {
+            sender.ready().await.map_err(|e| e.to_string())?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            read_reply(response).await
+        })
+        .await;
+        match sent {
+            Ok(Ok(reply)) => Some(reply.status),
+            _ => {
+                self.sender = None;
+                None
+            }
+        }
     }
 }
 

@@ -80,17 +80,17 @@ async fn two_bots_behind_two_agents_share_one_relay() {
     let _news_agent = TestAgent::connect(&relay, &[("news", news.url("/"))]).await;
     let telegram = FakeTelegram::new(&relay);
 
-    for _ in 0..3 {
+    for i in 0..3 {
         assert_eq!(
             &telegram
-                .send("/hook/shop", update_json(1, 2, "x"))
+                .send("/hook/shop", update_json(10 + i, 2, "x"))
                 .await
                 .body[..],
             b"shop"
         );
         assert_eq!(
             &telegram
-                .send("/hook/news", update_json(1, 2, "x"))
+                .send("/hook/news", update_json(20 + i, 2, "x"))
                 .await
                 .body[..],
             b"news"
@@ -100,8 +100,10 @@ async fn two_bots_behind_two_agents_share_one_relay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_killed_and_restarted_serves_again() {
-    let relay = TestRelay::start();
+async fn an_agent_killed_and_restarted_serves_again_in_passthrough() {
+    let mut config = TestRelay::config();
+    config.delivery.default_mode = relay_server::config::DeliveryMode::Passthrough;
+    let relay = TestRelay::start_with(config);
     let bot = TestBot::ok().await;
     let mut agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
     let telegram = FakeTelegram::new(&relay);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use e2e::{Answer, FakeTelegram, TestAgent, TestBot, TestRelay, update_json};
-use relay_server::config::BotSettings;
+use relay_server::config::{BotSettings, DeliveryMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_realistic_update_reaches_the_bot_unchanged_and_its_answer_comes_back() {
@@ -106,8 +106,9 @@ async fn the_bots_own_errors_are_passed_back_not_swallowed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_bot_is_404_and_a_known_bot_without_agent_is_503() {
+async fn unknown_bot_is_404_and_a_known_bot_without_agent_is_503_in_passthrough() {
     let mut config = TestRelay::config();
+    config.delivery.default_mode = DeliveryMode::Passthrough;
     config.bots.insert("known".into(), BotSettings::default());
     let relay = TestRelay::start_with(config);
     let telegram = FakeTelegram::new(&relay);
@@ -136,8 +137,10 @@ async fn unknown_bot_is_404_and_a_known_bot_without_agent_is_503() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bot_declared_by_an_agent_that_left_gets_503_not_404() {
-    let relay = TestRelay::start();
+async fn a_bot_declared_by_an_agent_that_left_gets_503_not_404_in_passthrough() {
+    let mut config = TestRelay::config();
+    config.delivery.default_mode = DeliveryMode::Passthrough;
+    let relay = TestRelay::start_with(config);
     let bot = TestBot::ok().await;
     let mut agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
     agent.kill();
@@ -185,16 +188,30 @@ async fn a_slow_bot_is_504_within_the_configured_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_bot_is_502() {
-    let relay = TestRelay::start();
+async fn an_unreachable_bot_is_502_in_passthrough_and_stored_in_auto() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_url = format!("http://{}/", closed.local_addr().expect("addr"));
     drop(closed);
-    let _agent = TestAgent::connect(&relay, &[("echo", dead_url)]).await;
+
+    let mut config = TestRelay::config();
+    config.delivery.default_mode = DeliveryMode::Passthrough;
+    let relay = TestRelay::start_with(config);
+    let _agent = TestAgent::connect(&relay, &[("echo", dead_url.clone())]).await;
     let reply = FakeTelegram::new(&relay)
         .send("/hook/echo", update_json(1, 2, "x"))
         .await;
     assert_eq!(reply.status, 502);
+
+    let relay = TestRelay::start();
+    let _agent = TestAgent::connect(&relay, &[("echo", dead_url)]).await;
+    let reply = FakeTelegram::new(&relay)
+        .send("/hook/echo", update_json(1, 2, "x"))
+        .await;
+    assert_eq!(
+        reply.status, 200,
+        "auto mode keeps the update for when the bot is back"
+    );
+    assert_eq!(relay.stat("stored").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,6 +219,7 @@ async fn a_wrong_or_missing_secret_is_refused_at_the_relay() {
     let mut config = TestRelay::config();
     let settings = BotSettings {
         secret_token: Some(protocol::Secret::new("right_secret")),
+        ..BotSettings::default()
     };
     config.bots.insert("echo".into(), settings);
     let relay = TestRelay::start_with(config);
