@@ -144,6 +144,12 @@ impl Dedupe {
         lock(&self.inner.answers).get(bot, update_id).cloned()
     }
 
+    /// Takes the remembered live answer to `update_id` out of the cache, so that what is done
+    /// with it is done once.
+    pub fn take_live_answer(&self, bot: &str, update_id: i64) -> Option<Answer> {
+        lock(&self.inner.answers).take(bot, update_id)
+    }
+
     /// Records that `bot` answered `update_id` with a 2xx, writing it to the bot's file, and
     /// remembers `live` as the answer to repeat to a Telegram retry. Blocks on file I/O: a write
     /// is quick, but every [`WINDOW_IDS_PER_BOT`] records the file is compacted and synced, so
@@ -367,6 +373,11 @@ impl AnswerCache {
 
     fn get(&self, bot: &str, id: i64) -> Option<&Answer> {
         self.answers.get(&(bot.to_owned(), id))
+    }
+
+    /// Removes and returns an answer; its bytes are released when its turn to be evicted comes.
+    fn take(&mut self, bot: &str, id: i64) -> Option<Answer> {
+        self.answers.remove(&(bot.to_owned(), id))
     }
 
     /// Remembers the first answer to each update; one larger than the whole bound is not kept.

@@ -4,8 +4,10 @@
 //! For each request, in this order:
 //! 1. **Duplicate check** (requests with an `update_id` only): an update the bot has already
 //!    answered with a 2xx does not reach it again. A stored one is acknowledged at once with an
-//!    empty 200 marked `x-relay-duplicate: 1`; a live one (a Telegram retry) gets the bot's first
-//!    answer again, or that empty 200 if it is no longer remembered.
+//!    empty 200 marked `x-relay-duplicate: 1` (if the bot had answered it live and that answer is
+//!    still remembered, the relay never passed it on, so its Bot API call is made first); a live
+//!    one (a Telegram retry) gets the bot's first answer again, or that empty 200 if it is no
+//!    longer remembered.
 //! 2. **Forward** to the bot ([`Forwarder::forward`]).
 //! 3. On a **2xx** answer: **record** the `update_id`, and remember a live answer. Other answers
 //!    are not recorded, so the retry reaches the bot again.
@@ -102,7 +104,7 @@ impl Handler {
         if let Some(update_id) = update_id
             && self.dedupe.contains(&bot, update_id)
         {
-            return self.duplicate(id, &bot, update_id, delivery);
+            return self.duplicate(id, &bot, update_id, delivery).await;
         }
         let frame = self.forwarder.forward(request, max_body).await;
         let Frame::Response(response) = frame else {
@@ -137,7 +139,7 @@ impl Handler {
     }
 
     /// The answer to an update the bot has already answered.
-    fn duplicate(&self, id: u64, bot: &str, update_id: i64, delivery: Delivery) -> Frame {
+    async fn duplicate(&self, id: u64, bot: &str, update_id: i64, delivery: Delivery) -> Frame {
         let empty = || Response {
             id,
             status: 200,
@@ -154,6 +156,18 @@ impl Handler {
                     attempt,
                     "stored update already answered by the bot; acknowledged"
                 );
+                // The bot answered this update live, but the answer never reached the relay, which
+                // then stored the update and told Telegram 200: Telegram never saw the answer, so
+                // a Bot API call in it is ours to make, once.
+                if let Some(answer) = self.dedupe.take_live_answer(bot, update_id) {
+                    let live = Response {
+                        id,
+                        status: answer.status,
+                        headers: answer.headers,
+                        body: answer.body,
+                    };
+                    self.replier.perform(bot, Some(update_id), &live).await;
+                }
                 empty()
             }
             Delivery::Live => {

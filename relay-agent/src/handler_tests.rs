@@ -128,3 +128,36 @@ async fn a_stored_answer_without_an_update_id_gets_its_reply_but_no_record() {
     }
     assert_eq!(handler.stats().snapshot().replies_ok, 2);
 }
+
+#[tokio::test]
+async fn a_live_answer_lost_on_the_way_back_has_its_call_made_when_the_update_comes_stored() {
+    let (bot, bot_calls) = calling_bot().await;
+    let api_calls = Arc::new(AtomicUsize::new(0));
+    let api = {
+        let api_calls = api_calls.clone();
+        TestBot::start(move |_: Received| {
+            api_calls.fetch_add(1, Ordering::SeqCst);
+            async { respond(200, r#"{"ok":true,"result":{}}"#) }
+        })
+        .await
+    };
+    let handler = handler(&bot, &api);
+    // Live: the bot answers with a call, which Telegram would make; the agent makes none.
+    let mut live = stored(1, Some(42));
+    live.delivery = Delivery::Live;
+    let Frame::Response(answer) = handler.handle(live, 1 << 20).await else {
+        panic!("live answer");
+    };
+    assert_eq!(&answer.body[..], CALL.as_bytes());
+    assert_eq!(api_calls.load(Ordering::SeqCst), 0);
+    // The answer never reached the relay, which stored the update and redelivers it: the bot is
+    // not asked again, and the call Telegram never saw is made, once.
+    for id in [2, 3] {
+        let Frame::Response(ack) = handler.handle(stored(id, Some(42)), 1 << 20).await else {
+            panic!("acknowledgement");
+        };
+        assert_eq!(ack.status, 200);
+    }
+    assert_eq!(bot_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(api_calls.load(Ordering::SeqCst), 1);
+}
