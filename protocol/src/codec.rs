@@ -128,6 +128,7 @@ mod tests {
                 agent: "home".into(),
                 software: "relay-agent 0.1.0".into(),
                 bots: vec!["a".into(), "b".into()],
+                modes: vec![("b".into(), DeliveryMode::Durable)],
             }),
             Frame::HelloAck(HelloAck {
                 version: PROTOCOL_VERSION,

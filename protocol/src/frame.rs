@@ -60,6 +60,47 @@ pub struct Hello {
     pub software: String,
     /// The bots this agent serves.
     pub bots: Vec<String>,
+    /// The delivery mode the agent asks for, for some of its bots. The relay's own configuration
+    /// of a bot wins over it.
+    pub modes: Vec<(String, DeliveryMode)>,
+}
+
+/// How a bot's webhooks reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// Live only: the bot's answer goes back to Telegram; an absent agent means 503 and
+    /// Telegram retries.
+    Passthrough,
+    /// Stored first: the relay answers 200 once the update is on disk and delivers it from there.
+    Durable,
+    /// Live while an agent is connected and the chat has nothing waiting; stored otherwise.
+    #[default]
+    Auto,
+}
+
+impl DeliveryMode {
+    /// The mode's name, as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passthrough => "passthrough",
+            Self::Durable => "durable",
+            Self::Auto => "auto",
+        }
+    }
+
+    /// The mode named `name`, as written in configuration.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Passthrough, Self::Durable, Self::Auto]
+            .into_iter()
+            .find(|mode| mode.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for DeliveryMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The relay's answer to a [`Hello`] it accepts.

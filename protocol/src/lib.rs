@@ -25,8 +25,8 @@ pub use codec::{
     peek_hello_version,
 };
 pub use frame::{
-    Delivery, Failure, FailureKind, Frame, HOP_BY_HOP, Header, Hello, HelloAck, Request, RequestId,
-    Response, is_hop_by_hop,
+    Delivery, DeliveryMode, Failure, FailureKind, Frame, HOP_BY_HOP, Header, Hello, HelloAck,
+    Request, RequestId, Response, is_hop_by_hop,
 };
 pub use link::{LinkConfig, LinkError, LinkReader, Outbox};
 pub use secret::Secret;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use protocol::Secret;
+use protocol::{DeliveryMode, Secret};
 use serde::Deserialize;
 
 use crate::url::{ApiUrl, BotUrl, RelayUrl};
@@ -122,6 +122,12 @@ pub struct Cli {
     /// api.telegram.org over HTTPS].
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
+
+    /// Ask the relay for a delivery mode for a bot: passthrough, durable or auto. The relay's own
+    /// configuration of the bot wins; without either, the relay's default (auto) applies.
+    /// Repeat for more bots.
+    #[arg(long = "mode", value_name = "NAME=MODE")]
+    pub modes: Vec<String>,
 }
 
 fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
@@ -156,6 +162,7 @@ struct File {
 struct FileBot {
     url: String,
     bot_token: Option<Secret>,
+    mode: Option<DeliveryMode>,
 }
 
 /// A bot this agent serves.
@@ -168,6 +175,8 @@ pub struct Bot {
     /// The bot's Telegram token, for the Bot API calls the agent makes on the bot's behalf; without
     /// it such calls are dropped (and counted).
     pub bot_token: Option<Secret>,
+    /// The delivery mode the agent asks the relay for, if any.
+    pub mode: Option<DeliveryMode>,
 }
 
 /// Validated settings. Build it with [`Config::from_cli`] or [`Config::new`]; the tuning fields
@@ -258,6 +267,12 @@ pub enum ConfigError {
         "--bot-token names bot '{0}', which is not declared: add --bot {0}=URL or fix the name"
     )]
     BotTokenForUnknownBot(String),
+    /// A `--mode` that is not `NAME=passthrough|durable|auto`.
+    #[error("--mode {0:?} must be NAME=passthrough, NAME=durable or NAME=auto")]
+    ModeSpec(String),
+    /// A `--mode` for a bot that is not declared.
+    #[error("--mode names bot '{0}', which is not declared: add --bot {0}=URL or fix the name")]
+    ModeForUnknownBot(String),
     /// A bot token that cannot go into a URL path. The value is not repeated.
     #[error("the bot token for '{bot}' {reason}: copy it again from @BotFather")]
     BotToken {
@@ -347,6 +362,7 @@ impl Config {
         for (name, entry) in file.bots {
             let mut bot = bot(name, &entry.url)?;
             bot.bot_token = entry.bot_token;
+            bot.mode = entry.mode;
             bots.push(bot);
         }
         for bot in &mut bots {
@@ -365,6 +381,18 @@ impl Config {
                 .find(|bot| bot.name == name)
                 .ok_or_else(|| ConfigError::BotTokenForUnknownBot(name.to_owned()))?;
             bot.bot_token = Some(Secret::new(token));
+        }
+        for spec in &cli.modes {
+            let (name, mode) = spec
+                .split_once('=')
+                .ok_or_else(|| ConfigError::ModeSpec(spec.clone()))?;
+            let mode =
+                DeliveryMode::parse(mode).ok_or_else(|| ConfigError::ModeSpec(spec.clone()))?;
+            let bot = bots
+                .iter_mut()
+                .find(|bot| bot.name == name)
+                .ok_or_else(|| ConfigError::ModeForUnknownBot(name.to_owned()))?;
+            bot.mode = Some(mode);
         }
         let api_url = cli
             .api_url
@@ -482,6 +510,7 @@ fn bot(name: String, url: &str) -> Result<Bot, ConfigError> {
         name,
         url,
         bot_token: None,
+        mode: None,
     })
 }
 

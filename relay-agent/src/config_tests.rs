@@ -239,10 +239,10 @@ fn unknown_keys_in_the_file_are_refused_with_the_line() {
 
     let bot = TempFile::new(
         "unknown-bot",
-        "[bots.echo]\nurl = \"http://127.0.0.1/\"\nmode = \"x\"\n",
+        "[bots.echo]\nurl = \"http://127.0.0.1/\"\ncolour = \"x\"\n",
     );
     let error = config(&["--config", bot.path()]).expect_err("unknown bot key");
-    assert!(error.to_string().contains("mode"), "{error}");
+    assert!(error.to_string().contains("colour"), "{error}");
     assert_one_line(&error);
 
     let error = config(&["--config", "/nonexistent/agent.toml"]).expect_err("missing file");
@@ -471,4 +471,38 @@ fn bad_bot_tokens_and_api_urls_are_refused_without_showing_the_token() {
     .expect_err("bad env token");
     assert!(matches!(error, ConfigError::BotToken { .. }), "{error}");
     assert!(!error.to_string().contains("secret"), "{error}");
+}
+
+#[test]
+fn modes_come_from_flags_and_the_file() {
+    let dir = std::env::temp_dir().join(format!("relay-agent-modes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("agent.toml");
+    std::fs::write(
+        &file,
+        "relay = \"ws://127.0.0.1:9\"\ntoken = \"t\"\n[bots.a]\nurl = \"http://127.0.0.1:1/\"\nmode = \"durable\"\n",
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8");
+    let parsed = config(&[
+        "--config",
+        file,
+        "--bot",
+        "b=http://127.0.0.1:2/",
+        "--mode",
+        "b=passthrough",
+    ])
+    .expect("valid");
+    let mode = |name: &str| {
+        parsed
+            .bots
+            .iter()
+            .find(|b| b.name == name)
+            .and_then(|b| b.mode)
+    };
+    assert_eq!(mode("a"), Some(protocol::DeliveryMode::Durable));
+    assert_eq!(mode("b"), Some(protocol::DeliveryMode::Passthrough));
+    assert!(config(&["--config", file, "--mode", "a=sometimes"]).is_err());
+    assert!(config(&["--config", file, "--mode", "zzz=auto"]).is_err());
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -106,6 +106,11 @@ async fn serve(
             agent: config.name.clone(),
             software: SOFTWARE.to_owned(),
             bots: config.bots.iter().map(|bot| bot.name.clone()).collect(),
+            modes: config
+                .bots
+                .iter()
+                .filter_map(|bot| Some((bot.name.clone(), bot.mode?)))
+                .collect(),
         },
         heartbeat_timeout: config.heartbeat_timeout,
     };

@@ -50,6 +50,7 @@ async fn start(bot_url: &str, tweak: impl FnOnce(&mut Config)) -> Setup {
             agent: config.name.clone(),
             software: crate::SOFTWARE.into(),
             bots: config.bots.iter().map(|bot| bot.name.clone()).collect(),
+            modes: Vec::new(),
         },
         heartbeat_timeout: config.heartbeat_timeout,
     };

@@ -1,13 +1,13 @@
 //! Who may connect as an agent, and which bots each token may serve.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use protocol::Secret;
 
-use crate::config::Config;
+use crate::config::{Config, DeliveryMode};
 
 /// How many bot names the relay remembers having seen declared under the any-bot token; it bounds
 /// what authenticated agents can make the relay keep.
@@ -21,6 +21,8 @@ pub struct Access {
     configured_bots: HashSet<String>,
     seen_bots: Mutex<HashSet<String>>,
     seen_file: Option<PathBuf>,
+    declared_modes: Mutex<HashMap<String, DeliveryMode>>,
+    modes_file: Option<PathBuf>,
 }
 
 /// What an authenticated agent may do.
@@ -55,7 +57,71 @@ impl Access {
             configured_bots: config.configured_bots().map(str::to_owned).collect(),
             seen_bots: Mutex::new(HashSet::new()),
             seen_file: None,
+            declared_modes: Mutex::new(HashMap::new()),
+            modes_file: None,
         }
+    }
+
+    /// Keeps the modes agents ask for in `file` too, and starts from what it lists, so that
+    /// while a bot's agent is away its updates are still handled the way the agent asked.
+    pub fn remember_modes_in(mut self, file: PathBuf) -> Self {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let modes = self
+                .declared_modes
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner());
+            for line in text.lines().take(MAX_SEEN_BOTS) {
+                let mut words = line.split_whitespace();
+                if let (Some(bot), Some(mode)) =
+                    (words.next(), words.next().and_then(DeliveryMode::parse))
+                    && crate::config::is_valid_bot_name(bot)
+                {
+                    modes.insert(bot.to_owned(), mode);
+                }
+            }
+        }
+        self.modes_file = Some(file);
+        self
+    }
+
+    /// Records the modes an agent asked for its `bots` (a bot it names no mode for goes back to
+    /// the default), writing the file again when anything changed.
+    pub fn note_modes(&self, bots: &[String], asked: &[(String, DeliveryMode)]) {
+        let Ok(mut modes) = self.declared_modes.lock() else {
+            return;
+        };
+        let mut changed = false;
+        for bot in bots {
+            let wanted = asked
+                .iter()
+                .find(|(name, _)| name == bot)
+                .map(|(_, mode)| *mode);
+            let before = match wanted {
+                Some(mode) => modes.insert(bot.clone(), mode),
+                None => modes.remove(bot),
+            };
+            changed |= before != wanted;
+        }
+        let (true, Some(file)) = (changed, &self.modes_file) else {
+            return;
+        };
+        let mut lines: Vec<String> = modes
+            .iter()
+            .map(|(bot, mode)| format!("{bot} {mode}\n"))
+            .collect();
+        lines.sort();
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(file, lines.concat()));
+        if let Err(error) = written {
+            tracing::warn!(file = %file.display(), %error, "cannot remember the modes agents asked for");
+        }
+    }
+
+    /// The mode an agent asked for `bot`, if any.
+    pub fn declared_mode(&self, bot: &str) -> Option<DeliveryMode> {
+        self.declared_modes.lock().ok()?.get(bot).copied()
     }
 
     /// Keeps the declared bots in `file` too, and starts from what it already lists, so that
@@ -165,6 +231,22 @@ mod tests {
         restarted.note_declared("echo");
         let lines = std::fs::read_to_string(&file).expect("file");
         assert_eq!(lines, "echo\n", "each bot is written once");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn modes_agents_ask_for_are_remembered_and_cleared() {
+        let dir = crate::files::tests::temp_dir("bot-modes");
+        let file = dir.join("bot-modes");
+        let bots = vec!["echo".to_string(), "shop".to_string()];
+        let first = access().remember_modes_in(file.clone());
+        first.note_modes(&bots, &[("echo".into(), DeliveryMode::Durable)]);
+        let restarted = access().remember_modes_in(file.clone());
+        assert_eq!(restarted.declared_mode("echo"), Some(DeliveryMode::Durable));
+        assert_eq!(restarted.declared_mode("shop"), None);
+        restarted.note_modes(&bots, &[]);
+        let again = access().remember_modes_in(file);
+        assert_eq!(again.declared_mode("echo"), None);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -226,29 +226,7 @@ pub struct BotSettings {
     pub mode: Option<DeliveryMode>,
 }
 
-/// How a bot's webhooks reach it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryMode {
-    /// Live only: the bot's answer goes back to Telegram; an absent agent means 503 and
-    /// Telegram retries.
-    Passthrough,
-    /// Stored first: the relay answers 200 once the update is on disk and delivers it from there.
-    Durable,
-    /// Live while an agent is connected and the chat has nothing waiting; stored otherwise.
-    #[default]
-    Auto,
-}
-
-impl std::fmt::Display for DeliveryMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Passthrough => "passthrough",
-            Self::Durable => "durable",
-            Self::Auto => "auto",
-        })
-    }
-}
+pub use protocol::DeliveryMode;
 
 /// How stored updates are kept and delivered.
 #[derive(Debug, Clone, Copy)]
@@ -541,12 +519,9 @@ impl Config {
         Ok(())
     }
 
-    /// How `bot`'s webhooks are delivered.
-    pub fn mode_of(&self, bot: &str) -> DeliveryMode {
-        self.bots
-            .get(bot)
-            .and_then(|settings| settings.mode)
-            .unwrap_or(self.delivery.default_mode)
+    /// The mode the operator set for `bot`, which wins over what its agent asks for.
+    pub fn configured_mode(&self, bot: &str) -> Option<DeliveryMode> {
+        self.bots.get(bot).and_then(|settings| settings.mode)
     }
 
     /// The bots named anywhere in the configuration; webhooks for other bots get 404 unless the

@@ -50,6 +50,9 @@ const SESSION_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(
 /// The file in the data dir that lists the bots agents have declared under the any-bot token.
 pub const KNOWN_BOTS_FILE: &str = "known-bots";
 
+/// The file in the data dir that lists the delivery modes agents asked for their bots.
+pub const MODES_FILE: &str = "bot-modes";
+
 /// The database in the data dir that holds stored updates and dead letters.
 pub const STORE_FILE: &str = "store.redb";
 
@@ -225,6 +228,7 @@ impl Relay {
         if let Some(file) = remember {
             access = access.remember_in(file);
         }
+        let access = access.remember_modes_in(self.config.data_dir.join(MODES_FILE));
         let grace = self.config.limits.shutdown_grace;
         let acceptor = self
             .tls

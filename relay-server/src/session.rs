@@ -151,6 +151,7 @@ where
                     for bot in &handle.bots {
                         shared.access.note_declared(bot);
                     }
+                    shared.access.note_modes(&handle.bots, &hello.modes);
                     tracing::info!(agent = %handle.name, bots = ?handle.bots, software = %hello.software, "agent connected");
                     let _registration = shared.registry.register(handle.clone());
                     shared.scheduler.agents_changed();
@@ -357,6 +358,7 @@ mod tests {
             agent: "test".into(),
             software: "test".into(),
             bots: bots.iter().map(|b| b.to_string()).collect(),
+            modes: Vec::new(),
         });
         link::message(&hello).expect("encode")
     }

@@ -8,7 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::access::Access;
 use crate::agents::Registry;
-use crate::config::Config;
+use crate::config::{Config, DeliveryMode};
 use crate::delivery::Scheduler;
 
 /// The running relay's shared state.
@@ -58,6 +58,15 @@ impl Shared {
             session_tasks: TaskTracker::new(),
             next_session: AtomicU64::new(1),
         }
+    }
+
+    /// How `bot`'s webhooks are delivered: the operator's `mode` for it, else the mode its agent
+    /// asked for, else the default.
+    pub fn mode_of(&self, bot: &str) -> DeliveryMode {
+        self.config
+            .configured_mode(bot)
+            .or_else(|| self.access.declared_mode(bot))
+            .unwrap_or(self.config.delivery.default_mode)
     }
 
     /// A fresh session number.

@@ -93,7 +93,7 @@ async fn deliver(
         discard(request.into_body(), limits.max_body_bytes.saturating_mul(2)).await;
         return text_response(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
-    let mode = shared.config.mode_of(&bot);
+    let mode = shared.mode_of(&bot);
     let agent = shared.registry.route(&bot);
     if mode == DeliveryMode::Passthrough && agent.is_none() {
         tracing::debug!("no agent connected");

@@ -234,3 +234,56 @@ async fn a_full_store_refuses_with_503_so_telegram_keeps_the_update() {
     assert!(accepted < 10);
     assert_eq!(relay.stat("refused_full").await as usize, 10 - accepted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_can_ask_for_a_mode_and_the_relays_configuration_wins() {
+    let mut config = TestRelay::config();
+    let pinned = BotSettings {
+        mode: Some(DeliveryMode::Passthrough),
+        ..BotSettings::default()
+    };
+    config.bots.insert("pinned".into(), pinned);
+    let relay = TestRelay::start_with(config);
+    let bot =
+        TestBot::start(|_| async { Answer::with_body(200, "text/plain", "live answer") }).await;
+    let mut agent_config =
+        TestAgent::config(&relay, &[("asked", bot.url("/")), ("pinned", bot.url("/"))]);
+    for bot in &mut agent_config.bots {
+        bot.mode = Some(DeliveryMode::Durable);
+    }
+    let mut agent = TestAgent::start(agent_config);
+    relay.wait_for_bot("asked").await;
+    let telegram = FakeTelegram::new(&relay);
+
+    let asked = telegram.send("/hook/asked", update_json(1, 1, "x")).await;
+    assert_eq!(
+        (asked.status, asked.body.is_empty()),
+        (200, true),
+        "durable, as the agent asked"
+    );
+    let pinned = telegram.send("/hook/pinned", update_json(2, 1, "x")).await;
+    assert_eq!(
+        &pinned.body[..],
+        b"live answer",
+        "passthrough, as the relay is configured"
+    );
+    eventually("both reach the bot", || bot.count() == 2).await;
+
+    // The mode the agent asked for still holds while it is away.
+    agent.kill();
+    relay.wait_until_gone("asked").await;
+    assert_eq!(
+        telegram
+            .send("/hook/asked", update_json(3, 1, "x"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        telegram
+            .send("/hook/pinned", update_json(4, 1, "x"))
+            .await
+            .status,
+        503
+    );
+}
