@@ -87,7 +87,7 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", conflicts_with = "no_admin", global = true)]
     pub admin_listen: Option<SocketAddr>,
     /// Do not serve the admin API
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_admin: bool,
     /// Talk to a running relay's admin API instead of starting one
     #[command(subcommand)]

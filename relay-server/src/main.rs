@@ -62,9 +62,9 @@ async fn serve(config: Config) -> Result<(), String> {
             format!("cannot serve the admin API on {address}: {error}; choose another with --admin-listen or turn it off with --no-admin")
         })?),
     };
-    print_banner(&relay, &listener);
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    cancel_on_signal(shutdown.clone()).map_err(|e| format!("cannot watch for signals: {e}"))?;
+    print_banner(&relay, &listener);
     relay.run_with_admin(listener, admin, shutdown).await;
     Ok(())
 }
@@ -150,28 +150,31 @@ fn print_banner(relay: &Relay, listener: &TcpListener) {
     println!();
 }
 
-/// Cancels `shutdown` on SIGTERM (systemd, docker stop) or Ctrl-C.
-async fn watch_signals(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM (service managers) and SIGINT (Ctrl-C) both mean: stop accepting, drain, exit 0.
+/// The handlers are installed before this returns, so no early signal is lost to the default
+/// action (which would end the process without a drain).
+fn cancel_on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        });
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    Ok(())
 }
 
 fn fail(message: String, code: u8) -> ExitCode {

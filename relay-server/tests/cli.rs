@@ -1,10 +1,14 @@
 //! The `relay-server` binary as a user meets it: the plain first start and its printed
-//! instructions, one-line errors for the mistakes a user can make, and stopping on SIGTERM.
+//! instructions, one-line errors for the mistakes a user can make, stopping on SIGTERM, and a
+//! `kill -9` that loses none of the updates it answered 200 for.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const RELAY: &str = env!("CARGO_BIN_EXE_relay-server");
@@ -19,12 +23,13 @@ fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
-fn relay(args: &[&str], cwd: &PathBuf) -> Command {
+fn relay(args: &[&str], cwd: &Path) -> Command {
     let mut command = Command::new(RELAY);
     command
         .args(args)
         .current_dir(cwd)
         .env_remove("RELAY_AGENT_TOKEN")
+        .env_remove("RELAY_ADMIN_TOKEN")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -95,9 +100,12 @@ fn mistakes_a_user_can_make_get_one_clear_line() {
 #[test]
 fn plain_start_prints_the_agent_command_and_keeps_its_token_and_certificate() {
     let dir = temp_dir("first-start");
-    let mut child = relay(&["--listen", "127.0.0.1:0"], &dir)
-        .spawn()
-        .expect("start relay-server");
+    let mut child = relay(
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &dir,
+    )
+    .spawn()
+    .expect("start relay-server");
     let stdout = child.stdout.take().expect("stdout");
     let (lines_tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -144,4 +152,267 @@ fn plain_start_prints_the_agent_command_and_keeps_its_token_and_certificate() {
     assert!(term.success());
     let (status, stderr) = wait(child);
     assert!(status.success(), "SIGTERM should exit 0: {stderr}");
+}
+
+/// A `relay-server` serving in the background. Dropping it kills it, so a failing test leaves no
+/// process behind.
+struct Server {
+    child: Child,
+    /// Everything the process writes to stderr, read to its end on another thread so that a
+    /// chatty relay never blocks on a full pipe.
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Server {
+    /// Starts `relay-server` with `args` in `cwd` and waits for its banner's "listening on"
+    /// line, which it prints once its ports are bound and its store is open.
+    fn start(args: &[&str], cwd: &Path) -> Self {
+        let mut child = relay(args, cwd).spawn().expect("start relay-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut text);
+            text
+        });
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let mut server = Self {
+            child,
+            stderr: Some(stderr),
+        };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(" listening on ") => return server,
+                Ok(_) => {}
+                // Timed out, or stdout closed because the relay exited.
+                Err(_) => {
+                    server.kill();
+                    panic!("relay-server did not start: {}", server.stderr());
+                }
+            }
+        }
+    }
+
+    /// Kills the process with SIGKILL (what `Child::kill` sends on Unix): no signal handler, no
+    /// drain, no flush; only what already reached the disk survives. Returns how it ended.
+    fn kill(&mut self) -> Option<ExitStatus> {
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+
+    /// Sends SIGTERM, as systemd and `docker stop` do, and waits for the exit.
+    fn terminate(&mut self) -> ExitStatus {
+        let term = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(term.success());
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!(
+                    "relay-server did not stop within {DEADLINE:?} of SIGTERM: {}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the process wrote to stderr; call it once the process has exited.
+    fn stderr(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|reader| reader.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// A port that was free a moment ago. Another process could take it before the relay binds it;
+/// on a test machine that is rare enough, and the relay then fails loudly, not wrongly. The relay
+/// must be started on fixed ports here because it is started twice on the same ones.
+fn free_ports() -> (SocketAddr, SocketAddr) {
+    let first = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let second = TcpListener::bind("127.0.0.1:0").expect("bind");
+    (
+        first.local_addr().expect("addr"),
+        second.local_addr().expect("addr"),
+    )
+}
+
+/// Sends one HTTP/1.1 request (head and body, as written) over a new connection, which the relay
+/// closes after its answer (`Connection: close`), and returns the status and the body.
+fn exchange(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect to the relay");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    stream.set_write_timeout(Some(DEADLINE)).expect("timeout");
+    stream
+        .write_all(request.as_bytes())
+        .expect("send the request");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("read the relay's answer");
+    let status = answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, body.to_owned())
+}
+
+/// POSTs one update to `path` as Telegram does (`Content-Type: application/json`) and returns
+/// the status code.
+fn post_update(addr: SocketAddr, path: &str, update: &str) -> u16 {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{update}",
+        update.len()
+    );
+    exchange(addr, &request).0
+}
+
+/// The counters of the admin API at `admin`, asked with the token the relay keeps in `data_dir`,
+/// as `relay-server stats` does.
+fn stats(data_dir: &Path, admin: SocketAddr) -> serde_json::Value {
+    let token = std::fs::read_to_string(data_dir.join("admin-token")).expect("admin token");
+    let request = format!(
+        "GET /stats HTTP/1.1\r\nHost: {admin}\r\nAuthorization: Bearer {}\r\n\
+         Connection: close\r\n\r\n",
+        token.trim()
+    );
+    let (status, body) = exchange(admin, &request);
+    assert_eq!(status, 200, "admin API: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {body}"))
+}
+
+#[test]
+fn kill_9_loses_no_update_the_relay_answered_200_for() {
+    /// Updates sent before the kill.
+    const UPDATES: usize = 200;
+    /// Telegram sends different chats' updates side by side; so do these senders, one chat each.
+    const CHATS: usize = 4;
+
+    let dir = temp_dir("kill-9");
+    let data_dir = dir.join("data");
+    let config = dir.join("relay.toml");
+    // A bot in durable mode is known without an agent, and every update of it is stored.
+    std::fs::write(&config, "[bots.echo]\nmode = \"durable\"\n").expect("write config");
+    let (listen, admin) = free_ports();
+    let (listen_arg, admin_arg) = (listen.to_string(), admin.to_string());
+    let args = [
+        "--no-tls",
+        "--listen",
+        &listen_arg,
+        "--admin-listen",
+        &admin_arg,
+        "--agent-token",
+        "kill-nine-agent-token-0123",
+        "--data-dir",
+        data_dir.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+    ];
+
+    let mut server = Server::start(&args, &dir);
+    std::thread::scope(|senders| {
+        for chat in 0..CHATS {
+            senders.spawn(move || {
+                for n in (chat..UPDATES).step_by(CHATS) {
+                    let update = format!(
+                        r#"{{"update_id":{},"message":{{"message_id":{n},"chat":{{"id":{},"type":"private"}},"date":1764028800,"text":"update {n}"}}}}"#,
+                        700_000_000 + n,
+                        5_000_000_000 + chat as u64,
+                    );
+                    let status = post_update(listen, "/hook/echo", &update);
+                    assert_eq!(status, 200, "update {n} was not acknowledged");
+                }
+            });
+        }
+    });
+    let ended = server.kill().expect("relay-server killed");
+    assert_eq!(
+        ended.signal(),
+        Some(9),
+        "relay-server was running until the kill: {ended}"
+    );
+    let killed = server.stderr();
+    assert!(
+        !killed.contains("ERROR"),
+        "the relay logged errors before the kill: {killed}"
+    );
+
+    let mut server = Server::start(&args, &dir);
+    let counters = stats(&data_dir, admin);
+    assert_eq!(
+        counters["waiting"], UPDATES,
+        "every update answered 200 is back after kill -9: {counters}"
+    );
+    assert_eq!(counters["dead_letters"], 0, "{counters}");
+    // The admin subcommands say the same, as an operator would ask.
+    let data_dir_arg = data_dir.to_str().expect("utf-8 path");
+    let admin_arg = admin.to_string();
+    let output = relay(
+        &[
+            "--data-dir",
+            data_dir_arg,
+            "--admin-listen",
+            &admin_arg,
+            "stats",
+        ],
+        &dir,
+    )
+    .output()
+    .expect("run relay-server stats");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stats failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        printed.contains(&format!("\"waiting\": {UPDATES}")),
+        "{printed}"
+    );
+    let output = relay(
+        &[
+            "--data-dir",
+            data_dir_arg,
+            "--admin-listen",
+            &admin_arg,
+            "dead-letters",
+            "list",
+        ],
+        &dir,
+    )
+    .output()
+    .expect("run relay-server dead-letters list");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "no dead letters"
+    );
+
+    let status = server.terminate();
+    let stderr = server.stderr();
+    assert!(
+        status.success(),
+        "SIGTERM should exit 0: {status}: {stderr}"
+    );
 }

@@ -9,9 +9,11 @@
 //! - [`agent`]: [`TestAgent`], a relay-agent on its own runtime.
 //! - [`bot`]: [`TestBot`], a local bot that records what reaches it and answers as told.
 //! - [`telegram`]: [`FakeTelegram`], which sends webhooks the way Telegram does.
+//! - [`bot_api`]: [`FakeBotApi`], a Bot API server that records the calls the agent makes.
 
 pub mod agent;
 pub mod bot;
+pub mod bot_api;
 pub mod relay;
 pub mod telegram;
 
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 pub use agent::TestAgent;
 pub use bot::{Answer, Received, TestBot};
+pub use bot_api::{ApiCall, FakeBotApi};
 pub use relay::TestRelay;
 pub use telegram::{FakeTelegram, Reply, TelegramQueue, update_json};
 
