@@ -50,6 +50,19 @@ const ANSWER_OVERHEAD: usize = 96;
 /// The file in the state directory that an agent holds locked while it runs.
 const LOCK_FILE: &str = "lock";
 
+/// What a window remembers of an update: its `update_id` folded with a fingerprint (FNV-1a,
+/// 64 bits) of its body. Redeliveries and Telegram's retries carry the same bytes, so they match;
+/// a request that merely claims an `update_id` the bot has seen (a forgery sent to a bot without a
+/// secret, or Telegram's ids starting over after a long silence) does not, and reaches the bot.
+pub fn key(update_id: i64, body: &[u8]) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in update_id.to_le_bytes().iter().chain(body) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_le_bytes(hash.to_le_bytes())
+}
+
 /// The bounds of a [`Dedupe`]; [`Limits::default`] holds the constants above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -100,11 +100,12 @@ impl Handler {
     /// relay. Bot response bodies over `max_body` bytes are refused.
     pub async fn handle(&self, request: Request, max_body: usize) -> Frame {
         let (id, delivery, update_id) = (request.id, request.delivery, request.update_id);
+        let key = update_id.map(|update_id| crate::dedupe::key(update_id, &request.body));
         let bot = request.bot.clone();
-        if let Some(update_id) = update_id
-            && self.dedupe.contains(&bot, update_id)
+        if let (Some(update_id), Some(key)) = (update_id, key)
+            && self.dedupe.contains(&bot, key)
         {
-            return self.duplicate(id, &bot, update_id, delivery).await;
+            return self.duplicate(id, &bot, update_id, key, delivery).await;
         }
         let frame = self.forwarder.forward(request, max_body).await;
         let Frame::Response(response) = frame else {
@@ -120,6 +121,7 @@ impl Handler {
                 self.replier.clone(),
                 bot,
                 update_id,
+                key,
                 delivery,
                 response,
             )
@@ -139,7 +141,14 @@ impl Handler {
     }
 
     /// The answer to an update the bot has already answered.
-    async fn duplicate(&self, id: u64, bot: &str, update_id: i64, delivery: Delivery) -> Frame {
+    async fn duplicate(
+        &self,
+        id: u64,
+        bot: &str,
+        update_id: i64,
+        key: i64,
+        delivery: Delivery,
+    ) -> Frame {
         let empty = || Response {
             id,
             status: 200,
@@ -159,7 +168,7 @@ impl Handler {
                 // The bot answered this update live, but the answer never reached the relay, which
                 // then stored the update and told Telegram 200: Telegram never saw the answer, so
                 // a Bot API call in it is ours to make, once.
-                if let Some(answer) = self.dedupe.take_live_answer(bot, update_id) {
+                if let Some(answer) = self.dedupe.take_live_answer(bot, key) {
                     let live = Response {
                         id,
                         status: answer.status,
@@ -172,7 +181,7 @@ impl Handler {
             }
             Delivery::Live => {
                 self.stats.count(Counter::DuplicateLive);
-                let first = self.dedupe.live_answer(bot, update_id);
+                let first = self.dedupe.live_answer(bot, key);
                 tracing::debug!(
                     bot,
                     request = id,
@@ -243,18 +252,18 @@ async fn settle(
     replier: Arc<Replier>,
     bot: String,
     update_id: Option<i64>,
+    key: Option<i64>,
     delivery: Delivery,
     response: Response,
 ) -> Response {
-    if let Some(update_id) = update_id {
+    if let Some(key) = key {
         let live = matches!(delivery, Delivery::Live).then(|| Answer {
             status: response.status,
             headers: response.headers.clone(),
             body: response.body.clone(),
         });
         let name = bot.clone();
-        let recorded =
-            tokio::task::spawn_blocking(move || dedupe.record(&name, update_id, live)).await;
+        let recorded = tokio::task::spawn_blocking(move || dedupe.record(&name, key, live)).await;
         if let Err(error) = recorded {
             tracing::error!(bot, update = update_id, %error, "recording the update id failed");
         }

@@ -95,7 +95,12 @@ async fn a_cancel_after_the_bots_answer_does_not_stop_the_reply() {
         .await
         .expect("close waits for the call");
     assert_eq!(handler.stats().snapshot().replies_ok, 1);
-    assert!(handler.dedupe.contains("echo", 41));
+    let body = stored(1, Some(41)).body;
+    assert!(
+        handler
+            .dedupe
+            .contains("echo", crate::dedupe::key(41, &body))
+    );
 }
 
 #[tokio::test]
@@ -160,4 +165,23 @@ async fn a_live_answer_lost_on_the_way_back_has_its_call_made_when_the_update_co
     }
     assert_eq!(bot_calls.load(Ordering::SeqCst), 1);
     assert_eq!(api_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_forged_update_id_does_not_hide_the_real_update_from_the_bot() {
+    let (bot, bot_calls) = calling_bot().await;
+    let (api, _) = calling_bot().await;
+    let handler = handler(&bot, &api);
+    // Someone posts a body of their own with the update_id Telegram will use next.
+    let mut forged = stored(1, Some(77));
+    forged.delivery = Delivery::Live;
+    forged.body = Bytes::from_static(br#"{"update_id":77,"message":{"text":"forged"}}"#);
+    handler.handle(forged, 1 << 20).await;
+    // The real update 77 still reaches the bot; its exact repeat does not.
+    let mut real = stored(2, Some(77));
+    real.body = Bytes::from_static(br#"{"update_id":77,"message":{"text":"real"}}"#);
+    handler.handle(real.clone(), 1 << 20).await;
+    real.id = 3;
+    handler.handle(real, 1 << 20).await;
+    assert_eq!(bot_calls.load(Ordering::SeqCst), 2);
 }
