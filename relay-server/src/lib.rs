@@ -250,10 +250,9 @@ impl Relay {
             }
             tokio::spawn(admin::serve(admin, shared.clone(), token));
         }
-        let deliveries = tokio::spawn(
-            self.scheduler
-                .run(shared.sessions_stop.clone(), SESSION_CLOSE_GRACE),
-        );
+        // Deliveries from the store stop starting when the relay stops accepting, and those
+        // under way finish (they need their sessions) before the sessions are closed.
+        let deliveries = tokio::spawn(self.scheduler.run(shared.shutdown.clone(), grace));
         server::accept_loop(listener, shared.clone(), acceptor).await;
         // Webhooks in flight still need their agents, so sessions end only after them.
         shared.tasks.close();
@@ -266,8 +265,8 @@ impl Relay {
                 "shutdown grace period over; dropping what is still in flight"
             );
         }
-        shared.sessions_stop.cancel();
         let _ = deliveries.await;
+        shared.sessions_stop.cancel();
         shared.session_tasks.close();
         let _ = tokio::time::timeout(SESSION_CLOSE_GRACE, shared.session_tasks.wait()).await;
         tracing::info!("relay stopped");

@@ -136,6 +136,16 @@ async fn deliver(
         DeliveryMode::Durable => None,
         // A chat with stored updates waiting takes new ones into the store too, behind them.
         DeliveryMode::Auto if shared.scheduler.has_waiting(&request.bot, &info.queue) => None,
+        // A passthrough bot may still have stored updates (its mode changed, or its agent asked
+        // for passthrough after an outage): the chat's new updates wait with Telegram until the
+        // backlog is delivered, rather than overtake it.
+        DeliveryMode::Passthrough if shared.scheduler.has_waiting(&request.bot, &info.queue) => {
+            tracing::debug!(queue = %info.queue, "chat has stored updates waiting");
+            return text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "earlier updates of this chat are still being delivered",
+            );
+        }
         DeliveryMode::Auto | DeliveryMode::Passthrough => agent,
     };
     let Some(agent) = live_agent else {

@@ -287,3 +287,113 @@ async fn an_agent_can_ask_for_a_mode_and_the_relays_configuration_wins() {
         503
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_chat_with_stored_updates_waits_for_them_instead_of_overtaking() {
+    let relay = TestRelay::start();
+    let broken = Arc::new(AtomicBool::new(true));
+    let bot = {
+        let broken = broken.clone();
+        TestBot::start(move |_| {
+            let status = if broken.load(Ordering::SeqCst) {
+                500
+            } else {
+                200
+            };
+            async move { Answer::status(status) }
+        })
+        .await
+    };
+    let mut agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
+    let mut config = agent.config.clone();
+    agent.kill();
+    relay.wait_until_gone("echo").await;
+    let telegram = FakeTelegram::new(&relay);
+    assert_eq!(
+        telegram
+            .send("/hook/echo", update_json(1, 5, "stored"))
+            .await
+            .status,
+        200
+    );
+
+    // The agent comes back asking for passthrough while update 1 is still failing.
+    config.bots[0].mode = Some(DeliveryMode::Passthrough);
+    let _agent = TestAgent::start(config);
+    relay.wait_for_bot("echo").await;
+    eventually("the stored update is tried", || bot.count() >= 1).await;
+    assert_eq!(
+        telegram
+            .send("/hook/echo", update_json(2, 5, "behind"))
+            .await
+            .status,
+        503
+    );
+    assert_eq!(
+        telegram
+            .send("/hook/echo", update_json(3, 6, "other chat"))
+            .await
+            .status,
+        500
+    );
+
+    broken.store(false, Ordering::SeqCst);
+    for _ in 0..1000 {
+        if telegram
+            .send("/hook/echo", update_json(2, 5, "behind"))
+            .await
+            .status
+            == 200
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let order: Vec<i64> = bot
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")["update_id"]
+                .as_i64()
+                .expect("id")
+        })
+        .filter(|id| *id != 3)
+        .collect();
+    let first_two = order
+        .iter()
+        .position(|id| *id == 2)
+        .expect("update 2 arrived");
+    assert!(
+        order[..first_two].contains(&1),
+        "update 2 overtook update 1: {order:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_lets_a_stored_delivery_under_way_finish() {
+    let mut config = TestRelay::config();
+    let settings = BotSettings {
+        mode: Some(DeliveryMode::Durable),
+        ..BotSettings::default()
+    };
+    config.bots.insert("echo".into(), settings);
+    let mut relay = TestRelay::start_with(config);
+    let bot = TestBot::slow(std::time::Duration::from_millis(500)).await;
+    let _agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
+    assert_eq!(
+        FakeTelegram::new(&relay)
+            .send("/hook/echo", update_json(1, 1, "x"))
+            .await
+            .status,
+        200
+    );
+    eventually("the bot is working on it", || bot.count() == 1).await;
+    relay.stop().await;
+    relay.restart();
+    assert_eq!(
+        relay.stat("waiting").await,
+        0,
+        "the delivery finished before the sessions closed"
+    );
+    assert_eq!(bot.count(), 1);
+}
