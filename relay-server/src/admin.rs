@@ -31,6 +31,10 @@ pub const TOKEN_FILE: &str = "admin-token";
 const MAX_CONNECTIONS: usize = 16;
 /// Every admin request and answer is small and local.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause after a failed accept.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// An idle admin connection gives its slot back after this.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most dead letters one listing returns.
 const MAX_LISTING: usize = 10_000;
 
@@ -78,7 +82,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, token: Secret) {
             () = shared.shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let Ok((stream, _)) = accepted else {
+            // EMFILE and friends: give connections a moment to close instead of spinning.
+            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
@@ -96,6 +104,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, token: Secret) {
                 }
             });
             let _ = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             drop(slot);

@@ -2,8 +2,11 @@
 //! order. Telegram keeps one queue per chat, and per user for queries that have no chat; the relay
 //! keeps the same ones, so a stored update never overtakes another of its chat.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The queue of bodies that are not Telegram updates (or name no chat or user): one per bot.
 pub const BOT_QUEUE: &str = "bot";
@@ -42,17 +45,22 @@ impl UpdateInfo {
             update_id: None,
             queue: BOT_QUEUE.into(),
         };
-        let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        // Only the top level is parsed, into borrowed slices, and then only the payload objects:
+        // a hostile body (a huge array, deep nesting) costs a scan, not a tree in memory.
+        let Ok(fields) = serde_json::from_slice::<HashMap<Cow<'_, str>, &RawValue>>(body) else {
             return fallback;
         };
-        let Some(update_id) = fields.get("update_id").and_then(Value::as_i64) else {
+        let Some(update_id) = fields
+            .get("update_id")
+            .and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok())
+        else {
             return fallback;
         };
         let queue = fields
             .iter()
-            .filter(|(name, value)| *name != "update_id" && value.is_object())
-            .find_map(|(_, value)| {
-                let payload = Payload::deserialize(value).ok()?;
+            .filter(|(name, raw)| *name != "update_id" && raw.get().starts_with('{'))
+            .find_map(|(_, raw)| {
+                let payload = serde_json::from_str::<Payload>(raw.get()).ok()?;
                 match (payload.chat, payload.from.or(payload.user)) {
                     (Some(chat), _) => Some(format!("chat:{}", chat.id)),
                     (None, Some(user)) => Some(format!("user:{}", user.id)),
