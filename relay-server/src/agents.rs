@@ -51,6 +51,9 @@ pub struct AgentHandle {
     pending: Mutex<HashMap<RequestId, oneshot::Sender<Reply>>>,
     in_flight: Semaphore,
     next_id: AtomicU64,
+    /// Set (under the pending lock) when the session ends, so a webhook that picked this handle
+    /// just before learns at once that nobody will answer, instead of waiting out its deadline.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl AgentHandle {
@@ -70,6 +73,7 @@ impl AgentHandle {
             pending: Mutex::new(HashMap::new()),
             in_flight: Semaphore::new(max_in_flight),
             next_id: AtomicU64::new(1),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -88,7 +92,13 @@ impl AgentHandle {
         request.id = id;
         let message = protocol::link::message(&Frame::Request(request))?;
         let (reply_tx, reply_rx) = oneshot::channel();
-        self.lock_pending().insert(id, reply_tx);
+        {
+            let mut pending = self.lock_pending();
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(CallError::AgentGone);
+            }
+            pending.insert(id, reply_tx);
+        }
         let mut pending = PendingGuard {
             handle: self,
             id,
@@ -121,7 +131,9 @@ impl AgentHandle {
 
     /// Fails every waiting webhook at once; called when the session ends.
     pub fn disconnect(&self) {
-        self.lock_pending().clear();
+        let mut pending = self.lock_pending();
+        self.closed.store(true, Ordering::Relaxed);
+        pending.clear();
     }
 
     /// Requests waiting for an answer.
@@ -392,5 +404,15 @@ mod tests {
         assert_eq!(registry.route("echo").expect("routed").session, 1);
         drop(old_registration);
         assert!(registry.route("echo").is_none() && registry.route("shop").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_on_a_handle_whose_session_ended_fails_at_once() {
+        let (agent, _queue) = handle(1, &["echo"], 8);
+        agent.disconnect();
+        let started = tokio::time::Instant::now();
+        let result = agent.call(request(), Duration::from_secs(5)).await;
+        assert!(matches!(result, Err(CallError::AgentGone)), "{result:?}");
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }
