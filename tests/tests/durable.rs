@@ -26,6 +26,31 @@ fn arrivals_by_chat(received: &[Received]) -> HashMap<i64, Vec<i64>> {
     chats
 }
 
+/// Sets `bot` to durable mode in `config`.
+fn make_durable(config: &mut relay_server::Config, bot: &str) {
+    let settings = BotSettings {
+        mode: Some(DeliveryMode::Durable),
+        ..BotSettings::default()
+    };
+    config.bots.insert(bot.into(), settings);
+}
+
+/// A bot that answers 500 until the returned flag is cleared, then 200.
+async fn failing_bot() -> (TestBot, Arc<AtomicBool>) {
+    let broken = Arc::new(AtomicBool::new(true));
+    let flag = broken.clone();
+    let bot = TestBot::start(move |_| {
+        let status = if flag.load(Ordering::SeqCst) {
+            500
+        } else {
+            200
+        };
+        async move { Answer::status(status) }
+    })
+    .await;
+    (bot, broken)
+}
+
 fn assert_in_order(chats: &HashMap<i64, Vec<i64>>) {
     for (chat, ids) in chats {
         assert!(
@@ -76,11 +101,7 @@ async fn with_the_agent_away_updates_get_200_and_arrive_in_chat_order_when_it_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_mode_answers_200_at_once_and_delivers_the_same_request() {
     let mut config = TestRelay::config();
-    let settings = BotSettings {
-        mode: Some(DeliveryMode::Durable),
-        ..BotSettings::default()
-    };
-    config.bots.insert("echo".into(), settings);
+    make_durable(&mut config, "echo");
     let relay = TestRelay::start_with(config);
     let bot =
         TestBot::start(|_| async { Answer::with_body(200, "text/plain", "the bot's answer") })
@@ -146,25 +167,9 @@ async fn a_relay_killed_after_answering_200_loses_nothing() {
 async fn an_update_that_keeps_failing_is_parked_listed_and_can_be_replayed() {
     let mut config = TestRelay::config();
     config.delivery.max_attempts = 2;
-    let settings = BotSettings {
-        mode: Some(DeliveryMode::Durable),
-        ..BotSettings::default()
-    };
-    config.bots.insert("echo".into(), settings);
+    make_durable(&mut config, "echo");
     let relay = TestRelay::start_with(config);
-    let broken = Arc::new(AtomicBool::new(true));
-    let bot = {
-        let broken = broken.clone();
-        TestBot::start(move |_| {
-            let status = if broken.load(Ordering::SeqCst) {
-                500
-            } else {
-                200
-            };
-            async move { Answer::status(status) }
-        })
-        .await
-    };
+    let (bot, broken) = failing_bot().await;
     let _agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
     assert_eq!(
         FakeTelegram::new(&relay)
@@ -209,11 +214,7 @@ async fn a_full_store_refuses_with_503_so_telegram_keeps_the_update() {
     let mut config = TestRelay::config();
     config.limits.max_body_bytes = 4096;
     config.delivery.max_store_bytes = 4096;
-    let settings = BotSettings {
-        mode: Some(DeliveryMode::Durable),
-        ..BotSettings::default()
-    };
-    config.bots.insert("echo".into(), settings);
+    make_durable(&mut config, "echo");
     let relay = TestRelay::start_with(config);
     let telegram = FakeTelegram::new(&relay);
     let mut statuses = Vec::new();
@@ -291,19 +292,7 @@ async fn an_agent_can_ask_for_a_mode_and_the_relays_configuration_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passthrough_chat_with_stored_updates_waits_for_them_instead_of_overtaking() {
     let relay = TestRelay::start();
-    let broken = Arc::new(AtomicBool::new(true));
-    let bot = {
-        let broken = broken.clone();
-        TestBot::start(move |_| {
-            let status = if broken.load(Ordering::SeqCst) {
-                500
-            } else {
-                200
-            };
-            async move { Answer::status(status) }
-        })
-        .await
-    };
+    let (bot, broken) = failing_bot().await;
     let mut agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
     let mut config = agent.config.clone();
     agent.kill();
@@ -372,11 +361,7 @@ async fn a_passthrough_chat_with_stored_updates_waits_for_them_instead_of_overta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_lets_a_stored_delivery_under_way_finish() {
     let mut config = TestRelay::config();
-    let settings = BotSettings {
-        mode: Some(DeliveryMode::Durable),
-        ..BotSettings::default()
-    };
-    config.bots.insert("echo".into(), settings);
+    make_durable(&mut config, "echo");
     let mut relay = TestRelay::start_with(config);
     let bot = TestBot::slow(std::time::Duration::from_millis(500)).await;
     let _agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
