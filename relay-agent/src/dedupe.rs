@@ -24,7 +24,7 @@ use bytes::Bytes;
 use protocol::Header;
 
 use crate::error::AgentError;
-use crate::idlog::IdLog;
+use crate::idlog::{IdLog, Unsynced};
 
 /// How many update ids each bot's window holds; older ids are forgotten first.
 ///
@@ -164,10 +164,11 @@ impl Dedupe {
     }
 
     /// Records that `bot` answered `update_id` with a 2xx, writing it to the bot's file, and
-    /// remembers `live` as the answer to repeat to a Telegram retry. Blocks on file I/O: a write
-    /// is quick, but every [`WINDOW_IDS_PER_BOT`] records the file is compacted and synced, so
-    /// async callers run this on the blocking pool. A failed write is logged, never returned: the
-    /// id stays in memory, and the next record rewrites the file whole.
+    /// remembers `live` as the answer to repeat to a Telegram retry. Called on the async thread:
+    /// the write is one short `write` to the page cache, and only every 2 × [`WINDOW_IDS_PER_BOT`]
+    /// records does the file get compacted (rewritten and synced, a few milliseconds). A failed
+    /// write is logged, never returned: the id stays in memory, and the next record rewrites the
+    /// file whole.
     pub fn record(&self, bot: &str, update_id: i64, live: Option<Answer>) {
         let Some(window) = self.inner.bots.get(bot) else {
             return;
@@ -178,10 +179,16 @@ impl Dedupe {
         }
     }
 
-    /// Syncs every file with records not yet on disk. Blocks; see [`Dedupe::record`].
+    /// Syncs every file with records not yet on disk. Blocks on the disk, so async callers run
+    /// it on the blocking pool; the windows stay unlocked meanwhile, so recording goes on.
     pub fn sync(&self) {
         for window in self.inner.bots.values() {
-            lock(window).sync();
+            let unsynced = lock(window).take_unsynced();
+            if let Some((bot, unsynced)) = unsynced
+                && let Err(error) = unsynced.sync()
+            {
+                tracing::warn!(bot, %error, "cannot sync the duplicate window file");
+            }
         }
     }
 }
@@ -309,12 +316,10 @@ impl BotWindow {
         }
     }
 
-    fn sync(&mut self) {
-        if let Some(log) = &mut self.log
-            && let Err(error) = log.sync()
-        {
-            tracing::warn!(bot = self.bot, %error, "cannot sync the duplicate window file");
-        }
+    /// The records not yet synced, with the bot's name for the warning if syncing fails.
+    fn take_unsynced(&mut self) -> Option<(String, Unsynced)> {
+        let unsynced = self.log.as_mut()?.take_unsynced()?;
+        Some((self.bot.clone(), unsynced))
     }
 }
 

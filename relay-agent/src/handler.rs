@@ -257,16 +257,14 @@ async fn settle(
     response: Response,
 ) -> Response {
     if let Some(key) = key {
+        // A copy, not a clone: the body is a slice of the bot connection's read buffer, and
+        // keeping the slice would pin that whole buffer for as long as the answer is cached.
         let live = matches!(delivery, Delivery::Live).then(|| Answer {
             status: response.status,
             headers: response.headers.clone(),
-            body: response.body.clone(),
+            body: Bytes::copy_from_slice(&response.body),
         });
-        let name = bot.clone();
-        let recorded = tokio::task::spawn_blocking(move || dedupe.record(&name, key, live)).await;
-        if let Err(error) = recorded {
-            tracing::error!(bot, update = update_id, %error, "recording the update id failed");
-        }
+        dedupe.record(&bot, key, live);
     }
     if let Delivery::Stored { .. } = delivery {
         replier.perform(&bot, update_id, &response).await;

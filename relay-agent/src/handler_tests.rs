@@ -185,3 +185,24 @@ async fn a_forged_update_id_does_not_hide_the_real_update_from_the_bot() {
     handler.handle(real, 1 << 20).await;
     assert_eq!(bot_calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_remembered_live_answer_does_not_pin_the_bot_connections_buffer() {
+    let (bot, _) = calling_bot().await;
+    let (api, _) = calling_bot().await;
+    let handler = handler(&bot, &api);
+    let mut live = stored(1, Some(42));
+    live.delivery = Delivery::Live;
+    let key = crate::dedupe::key(42, &live.body);
+    let Frame::Response(answer) = handler.handle(live, 1 << 20).await else {
+        panic!("live answer");
+    };
+    let remembered = handler
+        .dedupe
+        .live_answer("echo", key)
+        .expect("the answer is remembered");
+    assert_eq!(remembered.body, answer.body);
+    // The answer that went back is a slice of the connection's read buffer; the remembered one
+    // must be its own small allocation, or it keeps that whole buffer alive.
+    assert_ne!(remembered.body.as_ptr(), answer.body.as_ptr());
+}

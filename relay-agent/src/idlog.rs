@@ -18,6 +18,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The first bytes of every log file: what it is, and the format's version.
 pub const MAGIC: &[u8; 8] = b"RADEDUP1";
@@ -91,7 +92,8 @@ fn checksum(bytes: &[u8]) -> u32 {
 #[derive(Debug)]
 pub struct IdLog {
     path: PathBuf,
-    file: File,
+    /// Shared with [`Unsynced`], so that the slow `fdatasync` can run without the caller's lock.
+    file: Arc<File>,
     /// Records in the file, so the caller knows when to compact.
     records: usize,
     /// Records written since the last sync.
@@ -115,7 +117,7 @@ impl IdLog {
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(IdLog {
             path: path.to_owned(),
-            file,
+            file: Arc::new(file),
             records,
             unsynced: false,
         })
@@ -135,7 +137,7 @@ impl IdLog {
     /// Appends one id with a single `write`, so that it reaches the OS (and survives the agent
     /// being killed) before this returns.
     pub fn append(&mut self, id: i64) -> io::Result<()> {
-        self.file.write_all(&encode(id))?;
+        (&*self.file).write_all(&encode(id))?;
         self.records += 1;
         self.unsynced = true;
         Ok(())
@@ -149,11 +151,28 @@ impl IdLog {
 
     /// Flushes appended records to the disk, if there are any since the last sync.
     pub fn sync(&mut self) -> io::Result<()> {
-        if self.unsynced {
-            self.file.sync_data()?;
-            self.unsynced = false;
+        match self.take_unsynced() {
+            Some(unsynced) => unsynced.sync(),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The records appended since the last sync, to be flushed with [`Unsynced::sync`] once the
+    /// caller has let go of its lock; `None` when there are none. Records appended meanwhile
+    /// are flushed too, or by the next sync.
+    pub fn take_unsynced(&mut self) -> Option<Unsynced> {
+        std::mem::take(&mut self.unsynced).then(|| Unsynced(Arc::clone(&self.file)))
+    }
+}
+
+/// Appended records waiting for `fdatasync`; see [`IdLog::take_unsynced`].
+#[derive(Debug)]
+pub struct Unsynced(Arc<File>);
+
+impl Unsynced {
+    /// Flushes them to the disk. Blocks for as long as the disk takes.
+    pub fn sync(self) -> io::Result<()> {
+        self.0.sync_data()
     }
 }
 
