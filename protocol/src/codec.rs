@@ -49,7 +49,37 @@ pub fn frame_limit(max_body_bytes: usize) -> usize {
 
 /// Encodes one frame into the bytes of one WebSocket binary message.
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
-    encode_value(frame)
+    // Sized up front: growing the vector while a body is copied in cost a few reallocations of
+    // the whole frame per request (seen in profiles).
+    let mut bytes = Vec::with_capacity(size_hint(frame));
+    bincode::serde::encode_into_std_write(frame, &mut bytes, CONFIG)?;
+    Ok(bytes)
+}
+
+/// Slightly more than `frame`'s encoded length: its variable parts plus room for the integers
+/// and length prefixes.
+fn size_hint(frame: &Frame) -> usize {
+    const FIXED: usize = 64;
+    let headers = |headers: &[crate::Header]| -> usize {
+        headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 8)
+            .sum()
+    };
+    FIXED
+        + match frame {
+            Frame::Request(request) => {
+                request.bot.len()
+                    + request.method.len()
+                    + request.path.len()
+                    + request.query.as_ref().map_or(0, String::len)
+                    + headers(&request.headers)
+                    + request.body.len()
+            }
+            Frame::Response(response) => headers(&response.headers) + response.body.len(),
+            Frame::Failure(failure) => failure.message.len(),
+            _ => 0,
+        }
 }
 
 /// Decodes one WebSocket binary message into a frame, refusing anything over `limit` bytes.
@@ -159,6 +189,23 @@ mod tests {
         for frame in all_frames() {
             let bytes = encode(&frame).expect("encode");
             assert_eq!(decode(&bytes, MAX_FRAME_LEN).expect("decode"), frame);
+        }
+    }
+
+    #[test]
+    fn the_buffer_is_sized_once_for_requests_and_answers() {
+        let large: Bytes = vec![7; 100_000].into();
+        let mut frames = all_frames();
+        frames.push(request(large.clone()));
+        frames.push(Frame::Response(Response {
+            id: 1,
+            status: 200,
+            headers: vec![("x-many".into(), Bytes::from(vec![b'a'; 5_000])); 20],
+            body: large,
+        }));
+        for frame in frames {
+            let bytes = encode(&frame).expect("encode");
+            assert!(bytes.len() <= size_hint(&frame), "{frame:?} outgrew its hint");
         }
     }
 
