@@ -209,7 +209,10 @@ async fn store(
         path: request.path,
         query: request.query,
         headers: request.headers,
-        body: request.body,
+        // A copy: the body is a slice of the connection's read buffer, and a stored update may
+        // wait for hours; holding the slice would pin the whole buffer, which the store's memory
+        // bound does not count.
+        body: Bytes::copy_from_slice(&request.body),
     };
     match shared.scheduler.accept(update).await {
         Ok(()) => {
