@@ -209,7 +209,7 @@ fn the_example_file_parses() {
     assert_eq!(config.name, "home-server");
     assert_eq!(config.max_concurrency, 100);
     assert_eq!(config.request_timeout, Duration::from_secs(30));
-    assert_eq!(config.heartbeat_timeout, Duration::from_secs(30));
+    assert_eq!(config.heartbeat_timeout, Duration::from_secs(9));
     assert_eq!(config.startup_timeout, Some(Duration::from_secs(30)));
     assert_eq!(config.bots.len(), 1);
     assert_eq!(config.bots[0].name, "echo");

@@ -1,6 +1,12 @@
 //! The `relay-agent` binary: parses flags, sets up logging and signals, and calls
 //! [`relay_agent::run`].
 
+/// mimalloc instead of the system allocator: every request allocates and frees dozens of small
+/// buffers, and glibc's malloc spent a fifth of the agent's time on them (measured with perf,
+/// see docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -9,7 +15,11 @@ use relay_agent::{Cli, Config};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
+/// One thread: the agent's work is hand-offs between one WebSocket and the bots' connections,
+/// which cost a function call on one thread and a wake-up between threads. On the benchmark it
+/// halved the agent's CPU per request (docs/BENCHMARKS.md); one core carries far more than
+/// Telegram sends.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = match Config::from_cli(Cli::parse()) {
         Ok(config) => config,

@@ -22,7 +22,7 @@ use crate::stats::Stats;
 use crate::test_bot::{Received, TestBot, respond};
 use crate::test_relay::{FakeRelay, TEST_DEADLINE};
 
-const HEARTBEAT: Duration = Duration::from_secs(30);
+const HEARTBEAT: Duration = crate::config::DEFAULT_HEARTBEAT_TIMEOUT;
 
 /// An agent session on one end of a pipe and the fake relay on the other.
 struct Setup {

@@ -28,7 +28,9 @@ use crate::http::{plain, text_response};
 use crate::state::Shared;
 
 /// An agent that connected must say hello promptly; one that does not holds a connection slot.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The agent sends it right after the upgrade, so 5 s is generous; it also stays below the
+/// default heartbeat timeout, so that a silent client is told what it missed (close 4008).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long hyper may take to hand over the upgraded connection after the 101 went out.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the writer gets to flush a close frame when the session ends.
@@ -98,6 +100,12 @@ pub fn upgrade(
     response
 }
 
+/// Bytes read from an agent's socket at a time. tungstenite's default (128 KiB) is allocated and
+/// zero-filled per connection at the first read, which made each idle agent cost the relay
+/// 128 KiB; 8 KiB still carries dozens of answers per read, and a larger message grows the
+/// buffer as far as it needs.
+const AGENT_READ_BUFFER: usize = 8 * 1024;
+
 /// The WebSocket limits: the same value as the codec's frame limit, so neither layer can be made to
 /// buffer more than the other allows.
 fn websocket_config(shared: &Shared) -> WebSocketConfig {
@@ -105,6 +113,7 @@ fn websocket_config(shared: &Shared) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit))
+        .read_buffer_size(AGENT_READ_BUFFER)
 }
 
 /// Runs one agent session to its end: handshake, registration, and the read loop.
