@@ -205,7 +205,10 @@ mod tests {
         }));
         for frame in frames {
             let bytes = encode(&frame).expect("encode");
-            assert!(bytes.len() <= size_hint(&frame), "{frame:?} outgrew its hint");
+            assert!(
+                bytes.len() <= size_hint(&frame),
+                "{frame:?} outgrew its hint"
+            );
         }
     }
 

@@ -115,6 +115,11 @@ impl Handler {
         if !(200..300).contains(&response.status) || !settle_needed {
             return Frame::Response(response);
         }
+        if let (Delivery::Live, Some(key)) = (delivery, key) {
+            // Nothing to wait for: recording cannot be torn by a cancel, so no task of its own.
+            remember(&self.dedupe, &bot, key, delivery, &response);
+            return Frame::Response(response);
+        }
         let settled = self.settling.spawn(
             settle(
                 self.dedupe.clone(),
@@ -257,19 +262,24 @@ async fn settle(
     response: Response,
 ) -> Response {
     if let Some(key) = key {
-        // A copy, not a clone: the body is a slice of the bot connection's read buffer, and
-        // keeping the slice would pin that whole buffer for as long as the answer is cached.
-        let live = matches!(delivery, Delivery::Live).then(|| Answer {
-            status: response.status,
-            headers: response.headers.clone(),
-            body: Bytes::copy_from_slice(&response.body),
-        });
-        dedupe.record(&bot, key, live);
+        remember(&dedupe, &bot, key, delivery, &response);
     }
     if let Delivery::Stored { .. } = delivery {
         replier.perform(&bot, update_id, &response).await;
     }
     response
+}
+
+/// Step 3: records the update as answered, and remembers a live answer for Telegram's retries.
+fn remember(dedupe: &Dedupe, bot: &str, key: i64, delivery: Delivery, response: &Response) {
+    // A copy, not a clone: the body is a slice of the bot connection's read buffer, and keeping
+    // the slice would pin that whole buffer for as long as the answer is cached.
+    let live = matches!(delivery, Delivery::Live).then(|| Answer {
+        status: response.status,
+        headers: response.headers.clone(),
+        body: Bytes::copy_from_slice(&response.body),
+    });
+    dedupe.record(bot, key, live);
 }
 
 #[cfg(test)]
