@@ -17,14 +17,14 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use protocol::Header;
 
 use crate::error::AgentError;
-use crate::idlog::{IdLog, Unsynced};
+use crate::idlog::{self, IdLog, Prepared, Unsynced};
 
 /// How many update ids each bot's window holds; older ids are forgotten first.
 ///
@@ -163,12 +163,11 @@ impl Dedupe {
         lock(&self.inner.answers).take(bot, update_id)
     }
 
-    /// Records that `bot` answered `update_id` with a 2xx, writing it to the bot's file, and
+    /// Records that `bot` answered `update_id` with a 2xx, appending it to the bot's file, and
     /// remembers `live` as the answer to repeat to a Telegram retry. Called on the async thread:
-    /// the write is one short `write` to the page cache, and only every 2 × [`WINDOW_IDS_PER_BOT`]
-    /// records does the file get compacted (rewritten and synced, a few milliseconds). A failed
-    /// write is logged, never returned: the id stays in memory, and the next record rewrites the
-    /// file whole.
+    /// the append is one short `write` to the page cache; everything slower (syncing, compacting,
+    /// repairing after a failed write) is left to [`Dedupe::sync`]. A failed write is logged,
+    /// never returned: the id stays in memory, and the next sync rewrites the file whole.
     pub fn record(&self, bot: &str, update_id: i64, live: Option<Answer>) {
         let Some(window) = self.inner.bots.get(bot) else {
             return;
@@ -179,15 +178,28 @@ impl Dedupe {
         }
     }
 
-    /// Syncs every file with records not yet on disk. Blocks on the disk, so async callers run
-    /// it on the blocking pool; the windows stay unlocked meanwhile, so recording goes on.
+    /// Syncs every file with records not yet on disk, and rewrites the files that grew to twice
+    /// their window (compaction) or whose last write failed. Blocks on the disk, so async callers
+    /// run it on the blocking pool. A window is locked only to look at it and, after a rewrite, to
+    /// swap the new file in, never while the disk works, so recording goes on meanwhile.
     pub fn sync(&self) {
         for window in self.inner.bots.values() {
-            let unsynced = lock(window).take_unsynced();
-            if let Some((bot, unsynced)) = unsynced
-                && let Err(error) = unsynced.sync()
-            {
-                tracing::warn!(bot, %error, "cannot sync the duplicate window file");
+            let work = lock(window).maintenance();
+            match work {
+                Maintenance::Nothing => {}
+                Maintenance::Sync(unsynced) => {
+                    if let Err(error) = unsynced.sync() {
+                        lock(window).failed("sync", &error);
+                    }
+                }
+                Maintenance::Rewrite { path, ids, mark } => {
+                    let installed = Prepared::write(&path, ids.into_iter())
+                        .and_then(|prepared| lock(window).install(prepared, mark));
+                    match installed.and_then(|()| idlog::sync_parent(&path)) {
+                        Ok(()) => {}
+                        Err(error) => lock(window).failed("rewrite", &error),
+                    }
+                }
             }
         }
     }
@@ -233,8 +245,23 @@ struct BotWindow {
     bot: String,
     window: Window,
     log: Option<IdLog>,
-    /// The last write failed: the file may end in a partial record, so the next write replaces it.
+    /// The last write or sync failed: the file may end in a partial record or have lost pages,
+    /// so nothing more is appended until the next sync has replaced it.
     failing: bool,
+}
+
+/// What [`Dedupe::sync`] has to do for one window, decided under its lock and done without it.
+#[derive(Debug)]
+enum Maintenance {
+    Nothing,
+    /// Flush the appended records.
+    Sync(Unsynced),
+    /// Write the file anew with `ids`, the window at the time of `mark`.
+    Rewrite {
+        path: PathBuf,
+        ids: Vec<i64>,
+        mark: u64,
+    },
 }
 
 impl BotWindow {
@@ -283,43 +310,55 @@ impl BotWindow {
     }
 
     fn record(&mut self, id: i64) {
-        if !self.window.insert(id) {
+        if !self.window.insert(id) || self.failing {
             return;
         }
-        let Some(log) = &mut self.log else {
-            return;
-        };
-        // Compacting at twice the window keeps the file bounded and rewrites it rarely.
-        let written = if self.failing || log.records() >= 2 * self.window.capacity {
-            log.rewrite(self.window.iter())
-        } else {
-            log.append(id)
-        };
-        match written {
-            Ok(()) if self.failing => {
-                self.failing = false;
-                tracing::info!(
-                    bot = self.bot,
-                    "the duplicate window file is writable again"
-                );
-            }
-            Ok(()) => {}
-            Err(error) if !self.failing => {
-                self.failing = true;
-                tracing::warn!(
-                    bot = self.bot,
-                    %error,
-                    "cannot write the duplicate window file; ids are kept in memory until it works again"
-                );
-            }
-            Err(_) => {}
+        if let Some(log) = &mut self.log
+            && let Err(error) = log.append(id)
+        {
+            self.failed("write", &error);
         }
     }
 
-    /// The records not yet synced, with the bot's name for the warning if syncing fails.
-    fn take_unsynced(&mut self) -> Option<(String, Unsynced)> {
-        let unsynced = self.log.as_mut()?.take_unsynced()?;
-        Some((self.bot.clone(), unsynced))
+    /// Marks the file for a rewrite at the next sync, warning once per failing spell.
+    fn failed(&mut self, what: &str, error: &std::io::Error) {
+        if !self.failing {
+            tracing::warn!(
+                bot = self.bot,
+                %error,
+                "cannot {what} the duplicate window file; ids are kept in memory and the file is rewritten at the next sync"
+            );
+        }
+        self.failing = true;
+    }
+
+    /// Compacting at twice the window keeps the file bounded and rewrites it rarely; a failed
+    /// write or sync is repaired the same way.
+    fn maintenance(&mut self) -> Maintenance {
+        let Some(log) = &mut self.log else {
+            return Maintenance::Nothing;
+        };
+        if self.failing || log.records() >= 2 * self.window.capacity {
+            return Maintenance::Rewrite {
+                path: log.path().to_owned(),
+                ids: self.window.iter().collect(),
+                mark: self.window.inserted,
+            };
+        }
+        log.take_unsynced()
+            .map_or(Maintenance::Nothing, Maintenance::Sync)
+    }
+
+    /// Swaps in a rewritten file, adding the ids recorded since `mark`.
+    fn install(&mut self, prepared: Prepared, mark: u64) -> std::io::Result<()> {
+        self.log = Some(IdLog::install(prepared, self.window.newer_than(mark))?);
+        if std::mem::take(&mut self.failing) {
+            tracing::info!(
+                bot = self.bot,
+                "the duplicate window file is writable again"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -329,6 +368,8 @@ struct Window {
     ids: HashSet<i64>,
     order: VecDeque<i64>,
     capacity: usize,
+    /// Ids inserted so far, ever: a mark for "the ids added since".
+    inserted: u64,
 }
 
 impl Window {
@@ -337,6 +378,7 @@ impl Window {
             ids: HashSet::new(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
+            inserted: 0,
         }
     }
 
@@ -350,6 +392,7 @@ impl Window {
             return false;
         }
         self.order.push_back(id);
+        self.inserted += 1;
         if self.order.len() > self.capacity
             && let Some(oldest) = self.order.pop_front()
         {
@@ -365,6 +408,13 @@ impl Window {
     /// Oldest first.
     fn iter(&self) -> impl Iterator<Item = i64> + '_ {
         self.order.iter().copied()
+    }
+
+    /// The ids inserted after `mark` (a value of `inserted`) that are still held, oldest first.
+    fn newer_than(&self, mark: u64) -> impl Iterator<Item = i64> + '_ {
+        let newer = usize::try_from(self.inserted.saturating_sub(mark)).unwrap_or(usize::MAX);
+        let skip = self.order.len().saturating_sub(newer);
+        self.order.iter().skip(skip).copied()
     }
 }
 

@@ -84,16 +84,57 @@ fn the_file_is_compacted_and_a_reopen_keeps_the_newest_ids() {
     let dedupe = open(&dir, &["echo"], 3);
     for id in 1..=20 {
         dedupe.record("echo", id, None);
-        // Never more than twice the window, plus the header.
-        assert!(file_len(&dir, "echo") <= MAGIC.len() + 6 * RECORD_LEN);
+        // Recording only appends; compaction waits for the sync, off the async thread.
+        assert_eq!(
+            file_len(&dir, "echo"),
+            MAGIC.len() + id as usize * RECORD_LEN
+        );
     }
+    dedupe.sync();
+    assert_eq!(file_len(&dir, "echo"), MAGIC.len() + 3 * RECORD_LEN);
+    // Below twice the window a sync leaves the file alone.
+    dedupe.record("echo", 21, None);
+    dedupe.sync();
+    assert_eq!(file_len(&dir, "echo"), MAGIC.len() + 4 * RECORD_LEN);
     drop(dedupe);
     let dedupe = open(&dir, &["echo"], 3);
-    assert_eq!(held(&dedupe, "echo", 1..=20), [18, 19, 20]);
+    assert_eq!(held(&dedupe, "echo", 1..=21), [19, 20, 21]);
     // A smaller window than the file was written with keeps the newest.
     drop(dedupe);
     let dedupe = open(&dir, &["echo"], 2);
-    assert_eq!(held(&dedupe, "echo", 1..=20), [19, 20]);
+    assert_eq!(held(&dedupe, "echo", 1..=21), [20, 21]);
+}
+
+#[test]
+fn ids_recorded_while_a_rewrite_is_written_land_in_the_new_file() {
+    let dir = TestDir::new("rewrite-race");
+    let path = log_path(dir.path(), "echo");
+    let mut window = BotWindow::load(dir.path(), "echo", 3).expect("load");
+    for id in 1..=6 {
+        window.record(id);
+    }
+    let Maintenance::Rewrite {
+        path: at,
+        ids,
+        mark,
+    } = window.maintenance()
+    else {
+        panic!("a file at twice its window is rewritten");
+    };
+    assert_eq!(
+        (at.as_path(), ids.as_slice()),
+        (path.as_path(), &[4, 5, 6][..])
+    );
+    // What Dedupe::sync does without the lock: the slow write. Meanwhile 7 and 8 are recorded
+    // (appended to the old file, which is about to be replaced).
+    let prepared = Prepared::write(&path, ids.into_iter()).expect("prepare");
+    window.record(7);
+    window.record(8);
+    window.install(prepared, mark).expect("install");
+    window.record(9);
+    drop(window);
+    let (ids, damage) = IdLog::read(&path).expect("read");
+    assert_eq!((ids, damage), (vec![4, 5, 6, 7, 8, 9], None));
 }
 
 #[test]

@@ -12,8 +12,9 @@
 //! # Durability
 //! [`IdLog::append`] hands the record to the OS with one `write`: once it returns, the id survives
 //! the agent being killed. [`IdLog::sync`] (`fdatasync`) makes it survive a machine crash too; the
-//! caller batches it. [`IdLog::rewrite`] writes a temporary file, syncs it, renames it over the
-//! log and syncs the directory, so a crash mid-rewrite leaves the old file or the new one, whole.
+//! caller batches it. A rewrite ([`IdLog::rewrite_at`], or [`Prepared`] then
+//! [`IdLog::install`]) writes a temporary file, syncs it, renames it over the log and syncs the
+//! directory, so a crash mid-rewrite leaves the old file or the new one, whole.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -125,8 +126,41 @@ impl IdLog {
 
     /// Replaces whatever is at `path` with a log of `ids`, and opens it for appending.
     pub fn rewrite_at(path: &Path, ids: impl Iterator<Item = i64>) -> io::Result<IdLog> {
-        let records = replace(path, ids)?;
-        IdLog::append_to(path, records)
+        let prepared = Prepared::write(path, ids)?;
+        let log = IdLog::install(prepared, std::iter::empty())?;
+        sync_parent(path)?;
+        Ok(log)
+    }
+
+    /// Completes a rewrite: appends `later` (ids recorded while the prepared file was written;
+    /// they reach the disk with the next sync) and renames the file over the log. Quick, so it
+    /// may run under the caller's lock; the directory sync that makes the rename durable is left
+    /// to [`sync_parent`], outside it.
+    pub fn install(prepared: Prepared, later: impl Iterator<Item = i64>) -> io::Result<IdLog> {
+        let Prepared {
+            path,
+            temporary,
+            file,
+            mut records,
+        } = prepared;
+        let mut bytes = Vec::new();
+        for id in later {
+            bytes.extend_from_slice(&encode(id));
+            records += 1;
+        }
+        (&file).write_all(&bytes)?;
+        std::fs::rename(&temporary, &path)?;
+        Ok(IdLog {
+            path,
+            file: Arc::new(file),
+            records,
+            unsynced: !bytes.is_empty(),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// How many records the file holds.
@@ -141,20 +175,6 @@ impl IdLog {
         self.records += 1;
         self.unsynced = true;
         Ok(())
-    }
-
-    /// Replaces the file with a log of exactly `ids` (compaction, or repair after a failed write).
-    pub fn rewrite(&mut self, ids: impl Iterator<Item = i64>) -> io::Result<()> {
-        *self = IdLog::rewrite_at(&self.path, ids)?;
-        Ok(())
-    }
-
-    /// Flushes appended records to the disk, if there are any since the last sync.
-    pub fn sync(&mut self) -> io::Result<()> {
-        match self.take_unsynced() {
-            Some(unsynced) => unsynced.sync(),
-            None => Ok(()),
-        }
     }
 
     /// The records appended since the last sync, to be flushed with [`Unsynced::sync`] once the
@@ -176,29 +196,46 @@ impl Unsynced {
     }
 }
 
-/// Writes `ids` to a temporary file next to `path`, syncs it, renames it over `path` and syncs
-/// the directory. Returns how many records it wrote.
-fn replace(path: &Path, ids: impl Iterator<Item = i64>) -> io::Result<usize> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let mut bytes = MAGIC.to_vec();
-    let mut records = 0;
-    for id in ids {
-        bytes.extend_from_slice(&encode(id));
-        records += 1;
-    }
-    let mut file = File::create(&temporary)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    Ok(records)
+/// The first, slow half of a rewrite: a log of some ids in a temporary file next to the log,
+/// written and synced without touching the log itself. [`IdLog::install`] completes it.
+#[derive(Debug)]
+pub struct Prepared {
+    path: PathBuf,
+    temporary: PathBuf,
+    file: File,
+    records: usize,
 }
 
-/// Makes a rename in `dir` durable. Only Unix can open a directory to sync it; elsewhere the
-/// rename is as durable as the file system makes it.
+impl Prepared {
+    /// Writes `ids` to `path` + `.tmp` and syncs it. Blocks on the disk.
+    pub fn write(path: &Path, ids: impl Iterator<Item = i64>) -> io::Result<Prepared> {
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        let temporary = PathBuf::from(temporary);
+        let mut bytes = MAGIC.to_vec();
+        let mut records = 0;
+        for id in ids {
+            bytes.extend_from_slice(&encode(id));
+            records += 1;
+        }
+        let mut file = File::create(&temporary)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        Ok(Prepared {
+            path: path.to_owned(),
+            temporary,
+            file,
+            records,
+        })
+    }
+}
+
+/// Makes a rename of `path` durable by syncing its directory. Only Unix can open a directory to
+/// sync it; elsewhere the rename is as durable as the file system makes it.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     File::open(if dir.as_os_str().is_empty() {
