@@ -18,6 +18,7 @@ pub mod close;
 pub mod codec;
 pub mod frame;
 pub mod link;
+pub mod progress;
 pub mod secret;
 
 pub use codec::{
@@ -29,6 +30,7 @@ pub use frame::{
     Request, RequestId, Response, is_hop_by_hop,
 };
 pub use link::{LinkConfig, LinkError, LinkReader, Outbox};
+pub use progress::{Progress, Tracked};
 pub use secret::Secret;
 
 /// The protocol version this build speaks. Bump it on any change to [`Frame`] that an older peer

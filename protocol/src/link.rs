@@ -28,19 +28,30 @@ pub type Outbox = mpsc::Sender<Message>;
 pub const OUTBOX_CAPACITY: usize = 256;
 
 /// The timing and size limits of one link.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LinkConfig {
     /// Nothing received for this long means the peer is gone. Pings go out every third of it, so
     /// two lost pings in a row are tolerated.
     pub heartbeat_timeout: Duration,
     /// The largest message accepted, the same value as the WebSocket message limit.
     pub frame_limit: usize,
+    /// The connection's byte-level progress, when it is [`crate::Tracked`]: a deadline that
+    /// passes while a large message is still moving is extended instead of ending the link.
+    pub progress: Option<crate::Progress>,
 }
 
 impl LinkConfig {
     /// How often the writer sends a ping.
     pub fn ping_interval(&self) -> Duration {
         self.heartbeat_timeout / 3
+    }
+
+    /// Whether bytes moved in the direction `within` asks about during the last heartbeat
+    /// timeout; false without progress tracking.
+    fn moved(&self, within: fn(&crate::Progress, Duration) -> bool) -> bool {
+        self.progress
+            .as_ref()
+            .is_some_and(|progress| within(progress, self.heartbeat_timeout))
     }
 
     /// How long one batch of writes may take before the peer is considered stuck. As long as the
@@ -130,24 +141,34 @@ pub async fn write_loop<Si>(
                 }
             }
         };
-        let mut closing = matches!(first, Message::Close(_));
+        // Sends `first` and whatever else is queued; says whether a close went out.
         let batch = async {
+            let mut closing = matches!(first, Message::Close(_));
             sink.feed(first).await?;
             while !closing {
                 let Ok(next) = queue.try_recv() else { break };
                 closing = matches!(next, Message::Close(_));
                 sink.feed(next).await?;
             }
-            sink.flush().await
+            sink.flush().await.map(|()| closing)
         };
-        match tokio::time::timeout(config.write_timeout(), batch).await {
-            Ok(Ok(())) if !closing => {}
-            Ok(Ok(())) => break,
-            Ok(Err(error)) => {
+        tokio::pin!(batch);
+        let written = loop {
+            match tokio::time::timeout(config.write_timeout(), &mut batch).await {
+                Ok(written) => break Some(written),
+                // Still sending, only slowly (a large message on a slow line): keep waiting.
+                Err(_) if config.moved(crate::Progress::written_within) => continue,
+                Err(_) => break None,
+            }
+        };
+        match written {
+            Some(Ok(false)) => {}
+            Some(Ok(true)) => break,
+            Some(Err(error)) => {
                 tracing::debug!(%error, "websocket write failed");
                 break;
             }
-            Err(_) => {
+            None => {
                 tracing::warn!(timeout = ?config.write_timeout(), "peer stopped reading; dropping the connection");
                 break;
             }
@@ -183,6 +204,8 @@ where
             let received =
                 tokio::time::timeout(self.config.heartbeat_timeout, self.stream.next()).await;
             let message = match received {
+                // Part of a large message is still arriving: the peer is alive.
+                Err(_) if self.config.moved(crate::Progress::read_within) => continue,
                 Err(_) => return Err(LinkError::Dead(self.config.heartbeat_timeout)),
                 Ok(None) => return Err(LinkError::Ended),
                 Ok(Some(Err(tungstenite::Error::ConnectionClosed))) => {
@@ -240,7 +263,49 @@ mod tests {
     const CONFIG: LinkConfig = LinkConfig {
         heartbeat_timeout: Duration::from_secs(30),
         frame_limit: crate::MAX_FRAME_LEN,
+        progress: None,
     };
+
+    /// A 300-byte binary message that takes 4 s to arrive, 30 bytes every 400 ms, read with a
+    /// 1 s heartbeat; `tracked` puts [`crate::Tracked`] under the reader.
+    async fn read_slow_message(tracked: bool) -> Result<Bytes, LinkError> {
+        use tokio::io::AsyncWriteExt;
+        let (near, mut far) = tokio::io::duplex(64 * 1024);
+        let near = crate::Tracked::new(near);
+        let config = LinkConfig {
+            heartbeat_timeout: Duration::from_secs(1),
+            progress: tracked.then(|| near.progress()),
+            ..CONFIG
+        };
+        let ws = WebSocketStream::from_raw_socket(near, Role::Client, None).await;
+        let (_sink, stream) = ws.split();
+        let (outbox, _queue) = mpsc::channel(1);
+        let mut reader = LinkReader::new(stream, outbox, config);
+        let sender = tokio::spawn(async move {
+            // An unmasked (server-to-client) binary frame of 300 bytes: FIN + opcode 2, then
+            // length 126 and the 16-bit length.
+            far.write_all(&[0x82, 126, 1, 44]).await.expect("header");
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                far.write_all(&[7; 30]).await.expect("chunk");
+            }
+            far
+        });
+        let read = reader.next_bytes().await;
+        drop(sender);
+        read
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_message_arriving_slowly_is_not_mistaken_for_a_dead_peer() {
+        let bytes = read_slow_message(true).await.expect("the message arrives");
+        assert_eq!(bytes.len(), 300);
+        // Without progress tracking the heartbeat counts whole messages only.
+        assert!(matches!(
+            read_slow_message(false).await,
+            Err(LinkError::Dead(_))
+        ));
+    }
 
     async fn pair() -> (
         WebSocketStream<tokio::io::DuplexStream>,

@@ -17,6 +17,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig};
 use tokio_util::either::Either;
 
+use protocol::Tracked;
+
 use crate::config::Config;
 use crate::error::AgentError;
 use crate::url::RelayUrl;
@@ -33,8 +35,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The byte stream under the WebSocket: plain TCP for `ws://`, TLS for `wss://`.
 pub type RelayStream = Either<TcpStream, TlsStream<TcpStream>>;
 
-/// A connected, upgraded socket to the relay.
-pub type RelaySocket = WebSocketStream<RelayStream>;
+/// A connected, upgraded socket to the relay, over a connection that notes its progress (see
+/// [`protocol::Progress`]).
+pub type RelaySocket = WebSocketStream<Tracked<RelayStream>>;
 
 /// Why a dial failed.
 #[derive(Debug)]
@@ -110,10 +113,13 @@ impl Dialer {
             .max_frame_size(Some(protocol::MAX_FRAME_LEN))
             .read_buffer_size(READ_BUFFER);
         let request = self.request().map_err(DialError::Fatal)?;
-        let (socket, _) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-                .await
-                .map_err(|error| self.upgrade_error(error))?;
+        let (socket, _) = tokio_tungstenite::client_async_with_config(
+            request,
+            Tracked::new(stream),
+            Some(config),
+        )
+        .await
+        .map_err(|error| self.upgrade_error(error))?;
         Ok(socket)
     }
 

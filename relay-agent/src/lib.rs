@@ -140,7 +140,8 @@ async fn serve(
             Err(DialError::Retry(reason)) => (reason, true),
             Ok(socket) => {
                 let connected = Instant::now();
-                match session::run(socket, &settings, handler.clone(), shutdown).await? {
+                let progress = Some(socket.get_ref().progress());
+                match session::run(socket, progress, &settings, handler.clone(), shutdown).await? {
                     Ended::Shutdown => return Ok(()),
                     Ended::HelloFailed(reason) => (reason, false),
                     Ended::Lost(reason) => {

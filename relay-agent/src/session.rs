@@ -12,7 +12,7 @@ use protocol::close::{self, GOING_AWAY, PROTOCOL_ERROR};
 use protocol::link::{self, OUTBOX_CAPACITY, close_message, message};
 use protocol::{
     Failure, FailureKind, Frame, Hello, HelloAck, LinkConfig, LinkError, LinkReader, Outbox,
-    PROTOCOL_VERSION, RequestId,
+    PROTOCOL_VERSION, Progress, RequestId,
 };
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -52,8 +52,10 @@ pub struct Settings {
 }
 
 /// Runs one session over `socket` until it ends; `Err` only for reasons never worth a retry.
+/// `progress` comes from the [`protocol::Tracked`] connection under `socket`, if it is one.
 pub async fn run<S>(
     socket: S,
+    progress: Option<Progress>,
     settings: &Settings,
     handler: Arc<Handler>,
     shutdown: &CancellationToken,
@@ -66,7 +68,7 @@ where
         + 'static,
 {
     let span = tracing::info_span!("session", session = tracing::field::Empty);
-    let ending = session(socket, settings, handler, shutdown)
+    let ending = session(socket, progress, settings, handler, shutdown)
         .instrument(span)
         .await;
     match ending {
@@ -79,6 +81,7 @@ where
 
 async fn session<S>(
     socket: S,
+    progress: Option<Progress>,
     settings: &Settings,
     handler: Arc<Handler>,
     shutdown: &CancellationToken,
@@ -97,15 +100,21 @@ where
     let greeting = LinkConfig {
         heartbeat_timeout: settings.heartbeat_timeout,
         frame_limit: protocol::frame_limit(0),
+        progress,
     };
-    let mut writer = tokio::spawn(link::write_loop(sink, queue, greeting, stop.clone()));
+    let mut writer = tokio::spawn(link::write_loop(
+        sink,
+        queue,
+        greeting.clone(),
+        stop.clone(),
+    ));
     let link = Link {
         outbox,
         stop,
         shutdown: shutdown.clone(),
     };
 
-    let reader = LinkReader::new(&mut stream, link.outbox.clone(), greeting);
+    let reader = LinkReader::new(&mut stream, link.outbox.clone(), greeting.clone());
     let ending = match link.greet(reader, settings.hello.clone()).await {
         Err(Ending::Lost(reason)) => Ending::HelloFailed(reason),
         Err(ending) => ending,

@@ -58,7 +58,8 @@ async fn start(bot_url: &str, tweak: impl FnOnce(&mut Config)) -> Setup {
     let handler = Arc::new(Handler::new(&config, stats.clone()).expect("handler"));
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
-    let session = tokio::spawn(async move { run(agent_ws, &settings, handler, &token).await });
+    let session =
+        tokio::spawn(async move { run(agent_ws, None, &settings, handler, &token).await });
     Setup {
         relay: FakeRelay { ws: relay_ws },
         session,

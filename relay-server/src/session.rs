@@ -13,7 +13,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use protocol::link::{self, LinkReader, OUTBOX_CAPACITY};
-use protocol::{Frame, HelloAck, LinkConfig, LinkError, PROTOCOL_VERSION, close};
+use protocol::{
+    Frame, HelloAck, LinkConfig, LinkError, PROTOCOL_VERSION, Progress, Tracked, close,
+};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{
@@ -82,13 +84,12 @@ pub fn upgrade(
                 Ok(Err(error)) => return tracing::debug!(%peer, %error, "agent upgrade failed"),
                 Err(_) => return tracing::debug!(%peer, "agent upgrade timed out"),
             };
-        let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(websocket_config(&worker)),
-        )
-        .await;
-        serve(ws, grant, peer, worker).await;
+        let io = Tracked::new(TokioIo::new(upgraded));
+        let progress = io.progress();
+        let ws =
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(websocket_config(&worker)))
+                .await;
+        serve(ws, grant, peer, worker, Some(progress)).await;
     });
     let mut response = plain(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
     let headers = response.headers_mut();
@@ -116,9 +117,15 @@ fn websocket_config(shared: &Shared) -> WebSocketConfig {
         .read_buffer_size(AGENT_READ_BUFFER)
 }
 
-/// Runs one agent session to its end: handshake, registration, and the read loop.
-pub async fn serve<S>(ws: S, grant: Grant, peer: SocketAddr, shared: Arc<Shared>)
-where
+/// Runs one agent session to its end: handshake, registration, and the read loop. `progress`
+/// comes from the [`Tracked`] connection under `ws`, if it is one.
+pub async fn serve<S>(
+    ws: S,
+    grant: Grant,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    progress: Option<Progress>,
+) where
     S: Stream<Item = Result<Message, tungstenite::Error>>
         + Sink<Message, Error = tungstenite::Error>
         + Send
@@ -132,11 +139,12 @@ where
         let config = LinkConfig {
             heartbeat_timeout: limits.heartbeat_timeout,
             frame_limit: protocol::frame_limit(limits.max_body_bytes),
+            progress,
         };
         let (sink, stream) = ws.split();
         let (outbox, queue) = mpsc::channel(OUTBOX_CAPACITY);
         let stop = shared.sessions_stop.child_token();
-        let writer = tokio::spawn(link::write_loop(sink, queue, config, stop.clone()));
+        let writer = tokio::spawn(link::write_loop(sink, queue, config.clone(), stop.clone()));
         let mut reader = LinkReader::new(stream, outbox.clone(), config);
 
         let farewell = match handshake(&mut reader, &grant, session, &shared).await {
@@ -350,7 +358,7 @@ mod tests {
         let (agent_end, relay_end) = tokio::io::duplex(64 * 1024);
         let relay_ws = WebSocketStream::from_raw_socket(relay_end, Role::Server, None).await;
         let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
-        tokio::spawn(serve(relay_ws, grant, peer, shared.clone()));
+        tokio::spawn(serve(relay_ws, grant, peer, shared.clone(), None));
         WebSocketStream::from_raw_socket(agent_end, Role::Client, None).await
     }
 
