@@ -97,7 +97,7 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION")]
     pub request_timeout: Option<String>,
 
-    /// How long the relay may stay silent before the agent reconnects [default: 30s].
+    /// How long the relay may stay silent before the agent reconnects [default: 9s].
     #[arg(long, value_name = "DURATION")]
     pub heartbeat_timeout: Option<String>,
 

@@ -26,9 +26,11 @@
 //!   acknowledged without calling the bot or repeating the call.
 //! - Machine crash: see [`crate::dedupe`] for the ids of the last [`SYNC_INTERVAL`].
 //!
-//! Steps 3 and 4 run as a task of their own, so that a `Cancel` from the relay (its deadline
-//! passed), which aborts the request's task, cannot stop the agent between recording an id and
-//! making the call. When the agent stops, it waits up to [`DRAIN_TIMEOUT`] for them.
+//! For a stored update, steps 3 and 4 run as a task of their own, so that a `Cancel` from the
+//! relay (its deadline passed), which aborts the request's task, cannot stop the agent between
+//! recording an id and making the call. When the agent stops, it waits up to [`DRAIN_TIMEOUT`]
+//! for them. A live answer is recorded synchronously, right after the bot's answer, so no
+//! cancel can come between the two either.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! `relay-server`: parse flags, set up logging and signals, bind, and run the relay.
 
 /// mimalloc instead of the system allocator: every request allocates and frees dozens of small
-/// buffers, and glibc's malloc spent a fifth of the agent's time on them (measured with perf,
-/// see docs/BENCHMARKS.md).
+/// buffers, and glibc's malloc (consolidating and unlinking chunks) was among the largest costs
+/// in the profiles (docs/BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -66,9 +66,9 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 /// File descriptors the relay needs besides its connections: store, logs, TLS files, admin.
 const SPARE_DESCRIPTORS: u64 = 64;
 
-/// Raises the soft limit on open files to the hard limit, as servers do: the common default
-/// soft limit of 1024 would make `accept` fail long before `max_connections` (4096 by default)
-/// is reached. Warns when even the hard limit is too low.
+/// Raises the soft limit on open files to what `max_connections` needs (at most the hard
+/// limit), as servers do: the common default soft limit of 1024 would make `accept` fail long
+/// before `max_connections` (4096 by default) is reached. Warns when the hard limit is too low.
 fn raise_open_file_limit(max_connections: usize) {
     let wanted = u64::try_from(max_connections)
         .unwrap_or(u64::MAX)

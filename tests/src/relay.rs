@@ -135,6 +135,24 @@ impl TestRelay {
             .unwrap_or_else(|| panic!("no counter {name} in {stats}"))
     }
 
+    /// Waits until counter `name` reads `value`, or panics after [`crate::DEADLINE`]. For
+    /// counters that move after the bot has seen an update: the agent's acknowledgement is still
+    /// on its way to the relay then.
+    pub async fn stat_reaches(&self, name: &str, value: u64) {
+        let deadline = tokio::time::Instant::now() + crate::DEADLINE;
+        loop {
+            let now = self.stat(name).await;
+            if now == value {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "counter {name} stayed at {now}, expected {value}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Kills the relay as a crash would: every task and socket gone at once, nothing graceful.
     /// Tasks are dropped rather than run to an end; the store's writer finishes the batch it is
     /// committing and closes the file, so a new relay in this process can open it again.

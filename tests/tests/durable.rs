@@ -93,9 +93,9 @@ async fn with_the_agent_away_updates_get_200_and_arrive_in_chat_order_when_it_re
     let chats = arrivals_by_chat(&bot.received());
     assert_eq!(chats.values().map(Vec::len).sum::<usize>(), 30);
     assert_in_order(&chats);
-    eventually("the store is empty", || bot.count() == 30).await;
-    assert_eq!(relay.stat("delivered").await, 30);
+    relay.stat_reaches("delivered", 30).await;
     assert_eq!(relay.stat("waiting").await, 0);
+    assert_eq!(bot.count(), 30);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
