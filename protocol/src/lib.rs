@@ -7,13 +7,17 @@
 //! that says which side to upgrade.
 //!
 //! # Layout
+//! - [`bot_name`]: the rule every bot name follows.
 //! - [`frame`]: the frames and the values they carry.
 //! - [`codec`]: the one `encode`/`decode` pair, with a hard size limit.
 //! - [`close`]: WebSocket close codes both sides agree on.
 //! - [`link`]: the connection loop both sides run: a batching writer with heartbeats and a reader
 //!   with a receive deadline.
+//! - [`progress`]: byte counters under a connection, so a deadline can tell a slow line from a
+//!   dead one.
 //! - [`secret`]: tokens that never show in logs and compare in constant time.
 
+pub mod bot_name;
 pub mod close;
 pub mod codec;
 pub mod frame;
