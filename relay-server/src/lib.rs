@@ -2,33 +2,28 @@
 //!
 //! Webhooks arrive at `POST /hook/<bot>[/<rest>]`; each goes, over the WebSocket that the bot's
 //! `relay-agent` opened to `/agent/v1`, to the agent, and the bot's answer comes back the same way.
-//! Both share one listening port, with TLS from files, a self-signed certificate, or none.
+//! Both share one listening port, with TLS from files, a self-signed certificate, or none. While
+//! no agent is there, updates wait in an embedded store and are delivered later, in each chat's
+//! order.
 //!
 //! # Layout
-//! - [`config`]: flags and file, validated once.
-//! - [`files`]: the generated agent token and private files in the data dir.
-//! - [`tls`]: server certificates, from files or self-signed.
-//! - [`access`]: tokens and which bots they may serve.
-//! - [`agents`]: connected sessions and the request/answer rendezvous.
-//! - [`session`]: one agent's WebSocket session.
-//! - [`store`]: the durable store of updates answered 200 for, with group commit.
-//! - [`webhook`]: the webhook intake.
-//! - [`server`]: the listener and routing.
+//! In the order of the data path; each module imports only modules listed below it.
+//! - [`Relay`] (here): prepares the state and runs the edge, the admin API and stored delivery.
+//! - `edge`: the public port: listener, TLS, the webhook intake and its checks.
+//! - [`admin`]: the admin API and its command-line client.
+//! - `delivery`: the live-or-stored decision, the per-chat scheduler and the durable store.
+//! - [`tunnel`]: agent tokens, known bots, the agent endpoint, sessions and the registry.
+//! - [`config`]: flags, file and validation, into one [`Config`].
+//! - `response`: the relay's own short HTTP answers.
+//! - [`data_dir`]: every file the relay keeps in its data dir.
 
-pub mod access;
 pub mod admin;
-pub mod agents;
 pub mod config;
-pub mod delivery;
-pub mod files;
-mod http;
-pub mod server;
-pub mod session;
-pub mod state;
-pub mod store;
-pub mod tls;
-pub mod update;
-pub mod webhook;
+pub mod data_dir;
+mod delivery;
+mod edge;
+mod response;
+pub mod tunnel;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,26 +33,20 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Cli, Config, ConfigError, TlsMode};
+pub use edge::tls::TlsError;
 
-use crate::access::Access;
-use crate::agents::Registry;
-use crate::delivery::Scheduler;
-use crate::state::Shared;
+use admin::api::Admin;
+use data_dir::DataDir;
+use delivery::Scheduler;
+use delivery::mode::Policy;
+use delivery::store::{Store, StoreError, StoreLimits};
+use edge::Edge;
+use tunnel::access::Access;
+use tunnel::bots::KnownBots;
+use tunnel::{Registry, Tunnel};
 
 /// How long agent sessions get to send "going away" once the webhooks are drained.
 const SESSION_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// The file in the data dir that lists the bots agents have declared under the any-bot token.
-pub const KNOWN_BOTS_FILE: &str = "known-bots";
-
-/// The file in the data dir that lists the delivery modes agents asked for their bots.
-pub const MODES_FILE: &str = "bot-modes";
-
-/// The database in the data dir that holds stored updates and dead letters.
-pub const STORE_FILE: &str = "store.redb";
-
-/// The file in the data dir that holds the generated agent token.
-pub const TOKEN_FILE: &str = "agent-token";
 
 /// Something that stops the relay from starting.
 #[derive(Debug, thiserror::Error)]
@@ -75,14 +64,14 @@ pub enum SetupError {
     },
     /// TLS could not be set up.
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] TlsError),
     /// The update store could not be opened.
     #[error("cannot open the update store {path}: {source}")]
     Store {
         /// The database file.
         path: PathBuf,
         /// Why.
-        source: store::StoreError,
+        source: StoreError,
     },
 }
 
@@ -90,56 +79,57 @@ pub enum SetupError {
 #[derive(Debug)]
 pub struct Relay {
     config: Config,
+    data_dir: DataDir,
     any_bot_token: Option<Secret>,
     token_file: Option<PathBuf>,
     token_is_new: bool,
-    tls: Option<tls::Tls>,
+    tls: Option<edge::tls::Tls>,
     registry: Arc<Registry>,
     scheduler: Scheduler,
     admin_token: Option<Secret>,
 }
 
 impl Relay {
-    /// Validates `config`, loads or creates the agent token and the certificate.
+    /// Validates `config`, loads or creates the agent token and the certificate, and opens the
+    /// store.
     pub fn prepare(config: Config) -> Result<Self, SetupError> {
         config.validate()?;
+        let data_dir = DataDir::new(&config.data_dir);
+        let token_error = |path: PathBuf| move |source| SetupError::Token { path, source };
         let (any_bot_token, token_file, token_is_new) =
             match (&config.agent_token, config.agents.is_empty()) {
                 (Some(token), _) => (Some(token.clone()), None, false),
                 (None, false) => (None, None, false),
                 (None, true) => {
-                    let path = config.data_dir.join(TOKEN_FILE);
+                    let path = data_dir.agent_token();
                     let (token, made) =
-                        files::load_or_create_token(&path).map_err(|source| SetupError::Token {
-                            path: path.clone(),
-                            source,
-                        })?;
+                        data_dir::load_or_create_token(&path).map_err(token_error(path.clone()))?;
                     (Some(token), Some(path), made)
                 }
             };
-        let tls = tls::load(&config.tls, &config.data_dir, config.public_host.as_deref())?;
+        let tls = edge::tls::load(&config.tls, &data_dir, config.public_host.as_deref())?;
         let admin_token = match config.admin_listen {
             None => None,
             Some(_) => {
-                let path = config.data_dir.join(admin::TOKEN_FILE);
-                let (token, _) = files::load_or_create_token(&path)
-                    .map_err(|source| SetupError::Token { path, source })?;
+                let path = data_dir.admin_token();
+                let (token, _) =
+                    data_dir::load_or_create_token(&path).map_err(token_error(path.clone()))?;
                 Some(token)
             }
         };
         let registry = Arc::new(Registry::default());
-        let store_path = config.data_dir.join(STORE_FILE);
+        let store_path = data_dir.store();
         let store_error = |source| SetupError::Store {
             path: store_path.clone(),
             source,
         };
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| store_error(store::StoreError::Database(e.to_string())))?;
-        let limits = store::StoreLimits {
+        std::fs::create_dir_all(data_dir.root())
+            .map_err(|e| store_error(StoreError::Database(e.to_string())))?;
+        let limits = StoreLimits {
             max_bytes: config.delivery.max_store_bytes,
             max_record_bytes: protocol::frame_limit(config.limits.max_body_bytes),
         };
-        let (store, pending) = store::Store::open(&store_path, limits).map_err(store_error)?;
+        let (store, pending) = Store::open(&store_path, limits).map_err(store_error)?;
         if !pending.is_empty() {
             tracing::info!(
                 pending = pending.len(),
@@ -155,6 +145,7 @@ impl Relay {
         );
         Ok(Self {
             config,
+            data_dir,
             any_bot_token,
             token_file,
             token_is_new,
@@ -220,43 +211,72 @@ impl Relay {
         admin: Option<TcpListener>,
         shutdown: CancellationToken,
     ) {
-        let remember = self
-            .any_bot_token
-            .is_some()
-            .then(|| self.config.data_dir.join(KNOWN_BOTS_FILE));
-        let mut access = Access::new(&self.config, self.any_bot_token);
-        if let Some(file) = remember {
-            access = access.remember_in(file);
+        let config = self.config;
+        let mut bots = KnownBots::new(config.configured_bots());
+        if self.any_bot_token.is_some() {
+            bots = bots.remember_in(self.data_dir.known_bots());
         }
-        let access = access.remember_modes_in(self.config.data_dir.join(MODES_FILE));
-        let grace = self.config.limits.shutdown_grace;
+        let bots = Arc::new(bots.remember_modes_in(self.data_dir.bot_modes()));
+        let tunnel = Arc::new(Tunnel::new(
+            Access::new(&config.agents, self.any_bot_token),
+            bots.clone(),
+            self.registry.clone(),
+            config.limits,
+        ));
+        let operator_modes = config
+            .bots
+            .iter()
+            .filter_map(|(bot, settings)| Some((bot.clone(), settings.mode?)))
+            .collect();
+        let policy = Policy::new(
+            operator_modes,
+            config.delivery.default_mode,
+            bots,
+            self.registry.clone(),
+            self.scheduler.clone(),
+        );
         let acceptor = self
             .tls
             .map(|tls| tokio_rustls::TlsAcceptor::from(tls.config));
-        let shared = Arc::new(Shared::new(
-            self.config,
-            access,
-            self.registry,
-            self.scheduler.clone(),
-            acceptor.is_some(),
+        let grace = config.limits.shutdown_grace;
+        let edge = Arc::new(Edge {
+            limits: config.limits,
+            secrets: config
+                .bots
+                .iter()
+                .filter_map(|(bot, settings)| Some((bot.clone(), settings.secret_token.clone()?)))
+                .collect(),
+            tls: acceptor.is_some(),
+            policy,
+            tunnel: tunnel.clone(),
             shutdown,
-        ));
+            tasks: tokio_util::task::TaskTracker::new(),
+        });
         if let Ok(address) = listener.local_addr() {
-            tracing::info!(%address, tls = shared.tls, "relay listening");
+            tracing::info!(%address, tls = edge.tls, "relay listening");
         }
-        if let (Some(admin), Some(token)) = (admin, self.admin_token.clone()) {
-            if let Ok(address) = admin.local_addr() {
+        if let (Some(listener), Some(token)) = (admin, self.admin_token) {
+            if let Ok(address) = listener.local_addr() {
                 tracing::info!(%address, "admin API listening");
             }
-            tokio::spawn(admin::serve(admin, shared.clone(), token));
+            let admin = Arc::new(Admin {
+                scheduler: self.scheduler.clone(),
+                registry: self.registry.clone(),
+            });
+            tokio::spawn(admin::api::serve(
+                listener,
+                admin,
+                token,
+                edge.shutdown.clone(),
+            ));
         }
         // Deliveries from the store stop starting when the relay stops accepting, and those
         // under way finish (they need their sessions) before the sessions are closed.
-        let deliveries = tokio::spawn(self.scheduler.run(shared.shutdown.clone(), grace));
-        server::accept_loop(listener, shared.clone(), acceptor).await;
+        let deliveries = tokio::spawn(self.scheduler.run(edge.shutdown.clone(), grace));
+        edge::listener::accept_loop(listener, edge.clone(), acceptor).await;
         // Webhooks in flight still need their agents, so sessions end only after them.
-        shared.tasks.close();
-        if tokio::time::timeout(grace, shared.tasks.wait())
+        edge.tasks.close();
+        if tokio::time::timeout(grace, edge.tasks.wait())
             .await
             .is_err()
         {
@@ -266,9 +286,9 @@ impl Relay {
             );
         }
         let _ = deliveries.await;
-        shared.sessions_stop.cancel();
-        shared.session_tasks.close();
-        let _ = tokio::time::timeout(SESSION_CLOSE_GRACE, shared.session_tasks.wait()).await;
+        tunnel.stop.cancel();
+        tunnel.tasks.close();
+        let _ = tokio::time::timeout(SESSION_CLOSE_GRACE, tunnel.tasks.wait()).await;
         tracing::info!("relay stopped");
     }
 }

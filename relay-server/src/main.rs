@@ -1,4 +1,5 @@
-//! `relay-server`: parse flags, set up logging and signals, bind, and run the relay.
+//! `relay-server`: parse flags, set up logging and signals, bind, and run the relay, or run one
+//! admin command against a running relay.
 
 /// mimalloc instead of the system allocator: every request allocates and frees dozens of small
 /// buffers, and glibc's malloc (consolidating and unlinking chunks) was among the largest costs
@@ -8,32 +9,37 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
+use anyhow::{Context, anyhow};
 use clap::Parser;
+use relay_server::config::Command;
 use relay_server::{Cli, Config, Relay};
+use service::fail;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// The name every error line starts with.
+const PROGRAM: &str = "relay-server";
 
 /// Exit status for a configuration the user must fix (as for clap's usage errors).
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let mut cli = cli;
+    let mut cli = Cli::parse();
+    service::init_logging();
     let command = cli.command.take();
     let config = match Config::from_cli(cli) {
         Ok(config) => config,
-        Err(error) => return fail(error.to_string(), EXIT_CONFIG),
+        Err(error) => return fail(PROGRAM, error, EXIT_CONFIG),
     };
     let runtime = match runtime(config.threads) {
         Ok(runtime) => runtime,
-        Err(error) => return fail(format!("cannot start the async runtime: {error}"), 1),
+        Err(error) => {
+            return fail(
+                PROGRAM,
+                format!("cannot start the async runtime: {error}"),
+                1,
+            );
+        }
     };
     if let Some(command) = command {
         return match runtime.block_on(admin_command(command, &config)) {
@@ -41,12 +47,12 @@ fn main() -> ExitCode {
                 println!("{output}");
                 ExitCode::SUCCESS
             }
-            Err(message) => fail(message, 1),
+            Err(error) => fail(PROGRAM, format!("{error:#}"), 1),
         };
     }
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(message, 1),
+        Err(error) => fail(PROGRAM, format!("{error:#}"), 1),
     }
 }
 
@@ -84,51 +90,48 @@ fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(config: Config) -> anyhow::Result<()> {
     raise_open_file_limit(config.limits.max_connections);
-    let relay = Relay::prepare(config).map_err(|e| e.to_string())?;
+    let relay = Relay::prepare(config)?;
     let address = relay.config().listen;
     let listener = TcpListener::bind(address).await.map_err(|error| match error.kind() {
-        std::io::ErrorKind::AddrInUse => format!(
+        std::io::ErrorKind::AddrInUse => anyhow!(
             "address {address} is already in use: stop the program using it or choose another with --listen"
         ),
-        std::io::ErrorKind::PermissionDenied => format!(
+        std::io::ErrorKind::PermissionDenied => anyhow!(
             "no permission to listen on {address}: ports below 1024 need root or CAP_NET_BIND_SERVICE; try --listen 0.0.0.0:8443"
         ),
-        _ => format!("cannot listen on {address}: {error}"),
+        _ => anyhow!("cannot listen on {address}: {error}"),
     })?;
     let admin = match relay.config().admin_listen {
         None => None,
         Some(address) => Some(TcpListener::bind(address).await.map_err(|error| {
-            format!("cannot serve the admin API on {address}: {error}; choose another with --admin-listen or turn it off with --no-admin")
+            anyhow!("cannot serve the admin API on {address}: {error}; choose another with --admin-listen or turn it off with --no-admin")
         })?),
     };
     let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone()).map_err(|e| format!("cannot watch for signals: {e}"))?;
+    service::cancel_on_signal(shutdown.clone()).context("cannot watch for signals")?;
     print_banner(&relay, &listener);
     relay.run_with_admin(listener, admin, shutdown).await;
     Ok(())
 }
 
 /// Runs an admin subcommand against the relay this configuration describes.
-async fn admin_command(
-    command: relay_server::admin::Command,
-    config: &Config,
-) -> Result<String, String> {
+async fn admin_command(command: Command, config: &Config) -> anyhow::Result<String> {
     let address = config
         .admin_listen
-        .ok_or("the admin API is turned off in this configuration (--no-admin)")?;
+        .context("the admin API is turned off in this configuration (--no-admin)")?;
     let token = match std::env::var("RELAY_ADMIN_TOKEN") {
         Ok(token) => protocol::Secret::new(token),
         Err(_) => {
-            let path = config.data_dir.join(relay_server::admin::TOKEN_FILE);
+            let path = relay_server::data_dir::DataDir::new(&config.data_dir).admin_token();
             let text = std::fs::read_to_string(&path).map_err(|error| {
-                format!("cannot read the admin token {}: {error}; run this where the relay's --data-dir is, or set RELAY_ADMIN_TOKEN", path.display())
+                anyhow!("cannot read the admin token {}: {error}; run this where the relay's --data-dir is, or set RELAY_ADMIN_TOKEN", path.display())
             })?;
             protocol::Secret::new(text.trim())
         }
     };
-    relay_server::admin::client(command, address, &token).await
+    Ok(relay_server::admin::client(command, address, &token).await?)
 }
 
 /// Tells a new user the two things they need: the agent command and the webhook URL.
@@ -189,36 +192,4 @@ fn print_banner(relay: &Relay, listener: &TcpListener) {
         println!("and upload it to Telegram as setWebhook's `certificate`.");
     }
     println!();
-}
-
-/// SIGTERM (service managers) and SIGINT (Ctrl-C) both mean: stop accepting, drain, exit 0.
-/// The handlers are installed before this returns, so no early signal is lost to the default
-/// action (which would end the process without a drain).
-fn cancel_on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-            tracing::info!("shutting down");
-            shutdown.cancel();
-        });
-    }
-    #[cfg(not(unix))]
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-        shutdown.cancel();
-    });
-    Ok(())
-}
-
-fn fail(message: String, code: u8) -> ExitCode {
-    eprintln!("relay-server: error: {message}");
-    ExitCode::from(code)
 }

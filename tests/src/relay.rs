@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use protocol::Secret;
-use relay_server::agents::Registry;
+use relay_server::tunnel::Registry;
 use relay_server::{Config, Relay, TlsMode};
 use tokio_util::sync::CancellationToken;
 

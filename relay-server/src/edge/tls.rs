@@ -9,6 +9,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsMode;
+use crate::data_dir::{DataDir, write_private};
 
 /// Names every self-signed certificate carries, so local agents and tests can verify it.
 const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -51,14 +52,14 @@ pub struct Tls {
 /// Prepares TLS for `mode`; `None` when TLS is off.
 pub fn load(
     mode: &TlsMode,
-    data_dir: &Path,
+    data_dir: &DataDir,
     public_host: Option<&str>,
 ) -> Result<Option<Tls>, TlsError> {
     let (certs, key, self_signed_cert) = match mode {
         TlsMode::Off => return Ok(None),
         TlsMode::Files { cert, key } => (read_certs(cert)?, read_key(key)?, None),
         TlsMode::SelfSigned => {
-            let (cert, key) = self_signed(&data_dir.join("tls"), public_host)?;
+            let (cert, key) = self_signed(data_dir, public_host)?;
             (read_certs(&cert)?, read_key(&key)?, Some(cert))
         }
     };
@@ -100,12 +101,15 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// Returns the self-signed certificate and key files in `dir`, making them when they are missing
+/// Returns the self-signed certificate and key files in the data dir, making them when they are missing
 /// or do not cover `public_host`. The names are kept beside them to tell.
-fn self_signed(dir: &Path, public_host: Option<&str>) -> Result<(PathBuf, PathBuf), TlsError> {
-    let cert_path = dir.join("self-signed-cert.pem");
-    let key_path = dir.join("self-signed-key.pem");
-    let names_path = dir.join("self-signed-names");
+fn self_signed(
+    data_dir: &DataDir,
+    public_host: Option<&str>,
+) -> Result<(PathBuf, PathBuf), TlsError> {
+    let cert_path = data_dir.self_signed_cert();
+    let key_path = data_dir.self_signed_key();
+    let names_path = data_dir.self_signed_names();
     let mut names: Vec<String> = LOCAL_NAMES.iter().map(|n| n.to_string()).collect();
     if let Some(host) = public_host.filter(|h| !LOCAL_NAMES.contains(h)) {
         // Telegram checks the host against the certificate's first name, so the public one leads.
@@ -122,9 +126,10 @@ fn self_signed(dir: &Path, public_host: Option<&str>) -> Result<(PathBuf, PathBu
         let path = path.to_owned();
         move |source| TlsError::Write { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(write_error(dir))?;
-    crate::files::write_private(&key_path, key.serialize_pem().as_bytes())
-        .map_err(write_error(&key_path))?;
+    if let Some(dir) = cert_path.parent() {
+        std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+    }
+    write_private(&key_path, key.serialize_pem().as_bytes()).map_err(write_error(&key_path))?;
     std::fs::write(&cert_path, cert.pem()).map_err(write_error(&cert_path))?;
     std::fs::write(&names_path, wanted).map_err(write_error(&names_path))?;
     tracing::info!(cert = %cert_path.display(), names = ?names, "generated a self-signed certificate");
@@ -147,43 +152,5 @@ fn generate(names: &[String]) -> Result<(rcgen::Certificate, rcgen::KeyPair), rc
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn self_signed_certificate_is_made_once_and_remade_for_a_new_host() {
-        let dir = crate::files::tests::temp_dir("tls");
-        let first = load(&TlsMode::SelfSigned, &dir, None)
-            .expect("tls")
-            .expect("on");
-        let cert = first.self_signed_cert.expect("self-signed path");
-        let pem = std::fs::read(&cert).expect("cert file");
-        load(&TlsMode::SelfSigned, &dir, None).expect("tls");
-        assert_eq!(
-            std::fs::read(&cert).expect("cert file"),
-            pem,
-            "kept across starts"
-        );
-        load(&TlsMode::SelfSigned, &dir, Some("relay.example.com")).expect("tls");
-        assert_ne!(
-            std::fs::read(&cert).expect("cert file"),
-            pem,
-            "remade for the new name"
-        );
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn missing_or_empty_files_name_the_file() {
-        let dir = crate::files::tests::temp_dir("tls-bad");
-        let cert = dir.join("cert.pem");
-        std::fs::write(&cert, "not pem").expect("write");
-        let mode = TlsMode::Files {
-            cert: cert.clone(),
-            key: dir.join("missing-key.pem"),
-        };
-        let err = load(&mode, &dir, None).expect_err("bad files");
-        assert!(err.to_string().contains("cert.pem"), "{err}");
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
+#[path = "tls_tests.rs"]
+mod tests;

@@ -1,4 +1,5 @@
-//! How a stored update sits on disk: the tables, their keys, and the bytes of one record.
+//! A stored update: as the rest of the relay sees it ([`StoredUpdate`], [`NewUpdate`]) and as it
+//! sits on disk (the tables, their keys, and the bytes of one record).
 //!
 //! Both update tables are keyed by `(bot, seq)`, so one bot's updates are one key range (for
 //! per-bot listings) and the writer finds any update from what the scheduler holds. The value is
@@ -9,7 +10,60 @@ use bytes::Bytes;
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, StoredUpdate};
+use super::StoreError;
+
+/// One update as stored: everything needed to deliver it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredUpdate {
+    /// Assigned by the store: unique and increasing across all bots and across restarts, so it
+    /// orders updates by arrival. A replayed dead letter gets a new one.
+    pub seq: u64,
+    /// The bot the webhook was for.
+    pub bot: String,
+    /// The ordering key the caller computed (such as `chat:123`); opaque to the store.
+    pub queue: String,
+    /// The Telegram `update_id`, when the body had one.
+    pub update_id: Option<i64>,
+    /// When the relay received it, in Unix milliseconds (set by the caller; retention goes by it).
+    pub received_at_ms: u64,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt failed, or why it was buried (at most [`MAX_ERROR_LEN`] bytes).
+    pub last_error: Option<String>,
+    /// The HTTP method, such as `POST`.
+    pub method: String,
+    /// What followed `/hook/<bot>` in the path.
+    pub path: String,
+    /// The query string without the `?`, if any.
+    pub query: Option<String>,
+    /// The request headers as forwarded, duplicates and order kept.
+    pub headers: Vec<protocol::Header>,
+    /// The body bytes, untouched.
+    pub body: Bytes,
+}
+
+/// What [`Store::append`] takes: an update as received, before the store numbers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUpdate {
+    /// The bot the webhook was for.
+    pub bot: String,
+    /// The ordering key (such as `chat:123`).
+    pub queue: String,
+    /// The Telegram `update_id`, when the body had one.
+    pub update_id: Option<i64>,
+    /// When the relay received it, in Unix milliseconds.
+    pub received_at_ms: u64,
+    /// The HTTP method.
+    pub method: String,
+    /// What followed `/hook/<bot>` in the path.
+    pub path: String,
+    /// The query string without the `?`, if any.
+    pub query: Option<String>,
+    /// The request headers as forwarded.
+    pub headers: Vec<protocol::Header>,
+    /// The body bytes.
+    pub body: Bytes,
+}
 
 /// Updates waiting for delivery.
 pub(super) const PENDING: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("pending");
@@ -106,51 +160,16 @@ impl Fields {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fields() -> Fields {
-        Fields {
-            queue: "chat:-1001234567890".into(),
-            update_id: Some(i64::MAX),
-            received_at_ms: 1_700_000_000_000,
-            attempts: 3,
-            last_error: Some("bot answered 500".into()),
-            method: "POST".into(),
-            path: "/x".into(),
-            query: Some("a=1".into()),
-            headers: vec![
-                ("x-dup".into(), Bytes::from_static(b"1")),
-                ("x-dup".into(), Bytes::from_static(b"\xff\x00")),
-            ],
-            body: Bytes::from_static(b"\x00\x01\xfe{}"),
-        }
-    }
-
-    #[test]
-    fn a_record_round_trips() {
-        let bytes = encode(&fields()).expect("encode");
-        assert_eq!(decode(&bytes).expect("decode"), fields());
-    }
-
-    #[test]
-    fn damaged_records_are_errors() {
-        let bytes = encode(&fields()).expect("encode");
-        for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut} decoded");
-        }
-        let mut unknown_version = bytes.clone();
-        unknown_version[0] = 7;
-        assert!(decode(&unknown_version).is_err());
-    }
-
-    #[test]
-    fn errors_are_clipped_on_a_char_boundary() {
-        assert_eq!(clip("short"), "short");
-        let long = "é".repeat(MAX_ERROR_LEN);
-        let clipped = clip(&long);
-        assert!(clipped.len() <= MAX_ERROR_LEN);
-        assert!(long.starts_with(&clipped));
-    }
+/// Creates the tables, so that read transactions always find them.
+pub(super) fn create_tables(db: &redb::Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(PENDING)?;
+    txn.open_table(DEAD)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(())
 }
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;

@@ -6,28 +6,33 @@
 //! Reads (the listing, the retention scan) use read transactions beside it.
 //!
 //! # Layout
-//! - `record`: the tables, their keys, and the bytes of one record.
-//! - `writer`: the writer thread and the changes it applies.
+//! - `error`: why an operation failed.
+//! - `record`: an update as stored, the tables, their keys, and the bytes of one record.
+//! - `writer`: the writer thread and the changes it takes.
+//! - `batch`: one write transaction applying a batch of changes.
 //! - `read`: loading on open, listings and scans.
 
+mod batch;
+mod error;
 mod read;
 mod record;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-pub use record::{MAX_ERROR_LEN, MAX_RECORD_LEN};
+pub use error::StoreError;
+pub use record::{MAX_RECORD_LEN, NewUpdate, StoredUpdate};
 
-use record::{DEAD, Fields, META, PENDING};
-use writer::{Op, Reply, Tally, Writer};
+use error::corrupt;
+
+use record::Fields;
+use writer::{Counters, Op, Reply, Writer};
 
 /// Changes that may wait for the writer. Twice a batch, so that a full batch can queue while the
 /// previous one commits. The memory behind it is bounded where updates come from (the webhook's
@@ -57,59 +62,6 @@ pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// The writer thread's name, as it shows in `top -H` and panic messages.
 const WRITER_THREAD: &str = "relay-store-writer";
 
-/// One update as stored: everything needed to deliver it again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredUpdate {
-    /// Assigned by the store: unique and increasing across all bots and across restarts, so it
-    /// orders updates by arrival. A replayed dead letter gets a new one.
-    pub seq: u64,
-    /// The bot the webhook was for.
-    pub bot: String,
-    /// The ordering key the caller computed (such as `chat:123`); opaque to the store.
-    pub queue: String,
-    /// The Telegram `update_id`, when the body had one.
-    pub update_id: Option<i64>,
-    /// When the relay received it, in Unix milliseconds (set by the caller; retention goes by it).
-    pub received_at_ms: u64,
-    /// Failed delivery attempts so far.
-    pub attempts: u32,
-    /// Why the last attempt failed, or why it was buried (at most [`MAX_ERROR_LEN`] bytes).
-    pub last_error: Option<String>,
-    /// The HTTP method, such as `POST`.
-    pub method: String,
-    /// What followed `/hook/<bot>` in the path.
-    pub path: String,
-    /// The query string without the `?`, if any.
-    pub query: Option<String>,
-    /// The request headers as forwarded, duplicates and order kept.
-    pub headers: Vec<protocol::Header>,
-    /// The body bytes, untouched.
-    pub body: Bytes,
-}
-
-/// What [`Store::append`] takes: an update as received, before the store numbers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewUpdate {
-    /// The bot the webhook was for.
-    pub bot: String,
-    /// The ordering key (such as `chat:123`).
-    pub queue: String,
-    /// The Telegram `update_id`, when the body had one.
-    pub update_id: Option<i64>,
-    /// When the relay received it, in Unix milliseconds.
-    pub received_at_ms: u64,
-    /// The HTTP method.
-    pub method: String,
-    /// What followed `/hook/<bot>` in the path.
-    pub path: String,
-    /// The query string without the `?`, if any.
-    pub query: Option<String>,
-    /// The request headers as forwarded.
-    pub headers: Vec<protocol::Header>,
-    /// The body bytes.
-    pub body: Bytes,
-}
-
 /// How much the store may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreLimits {
@@ -129,51 +81,6 @@ impl Default for StoreLimits {
     }
 }
 
-/// Why a store operation failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    /// Holding the update would pass the byte cap. Retryable once deliveries free room.
-    #[error("store is full: {held} of {max} bytes held, a {record}-byte update does not fit")]
-    Full {
-        /// Bytes held when the update was refused.
-        held: u64,
-        /// The refused record's size.
-        record: u64,
-        /// The cap.
-        max: u64,
-    },
-    /// The update alone is larger than any record may be.
-    #[error("update of {len} bytes is over the {max}-byte record limit")]
-    TooLarge {
-        /// The encoded record's size.
-        len: usize,
-        /// The limit in force.
-        max: usize,
-    },
-    /// The file could not be opened, read or committed; says which step failed.
-    #[error("store database: {0}")]
-    Database(String),
-    /// The writer thread is gone, so nothing can be written.
-    #[error("store writer has stopped")]
-    Closed,
-    /// The writer did not answer in time (a change may still reach the disk later).
-    #[error("store did not answer within {after:?}")]
-    TimedOut {
-        /// How long the caller waited.
-        after: Duration,
-    },
-    /// A record on disk does not decode. It is logged and left where it is, never deleted.
-    #[error("stored record {bot}/{seq} does not decode: {reason}")]
-    Corrupt {
-        /// The record's bot.
-        bot: String,
-        /// The record's seq.
-        seq: u64,
-        /// What the decoder said.
-        reason: String,
-    },
-}
-
 /// The store; cheap to clone. When the last handle goes, the writer finishes the batch in hand
 /// and the file is closed before the drop returns.
 #[derive(Clone)]
@@ -190,24 +97,6 @@ struct Inner {
     max_record_bytes: usize,
     corrupt: usize,
     path: PathBuf,
-}
-
-/// What the writer publishes after each commit, for [`Store::bytes`] and friends.
-#[derive(Debug, Default)]
-struct Counters {
-    bytes: AtomicU64,
-    pending: AtomicUsize,
-    dead: AtomicUsize,
-    commits: AtomicU64,
-}
-
-impl Counters {
-    fn publish(&self, tally: Tally) {
-        self.bytes.store(tally.bytes, Ordering::Relaxed);
-        self.pending.store(tally.pending, Ordering::Relaxed);
-        self.dead.store(tally.dead, Ordering::Relaxed);
-        self.commits.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 impl Store {
@@ -233,7 +122,7 @@ impl Store {
             .set_check_integrity_on_open(true)
             .create(path)
             .map_err(|e| context("open", &e))?;
-        create_tables(&db).map_err(|e| context("set up", &e))?;
+        record::create_tables(&db).map_err(|e| context("set up", &e))?;
         let loaded = read::load(&db)?;
         if loaded.corrupt > 0 {
             tracing::error!(
@@ -502,25 +391,6 @@ impl Drop for Inner {
     }
 }
 
-/// Creates the tables, so that read transactions always find them.
-fn create_tables(db: &redb::Database) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
-    txn.open_table(PENDING)?;
-    txn.open_table(DEAD)?;
-    txn.open_table(META)?;
-    txn.commit()?;
-    Ok(())
-}
-
-/// Logs a record that does not decode and returns the error for it.
-fn corrupt(bot: &str, seq: u64, error: &protocol::DecodeError) -> StoreError {
-    tracing::error!(bot, seq, %error, "stored record does not decode; left in place");
-    StoreError::Corrupt {
-        bot: bot.to_owned(),
-        seq,
-        reason: error.to_string(),
-    }
-}
-
 #[cfg(test)]
+#[path = "store_tests.rs"]
 mod tests;

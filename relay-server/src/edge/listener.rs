@@ -18,9 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::http::text_response;
-use crate::state::Shared;
-use crate::{session, webhook};
+use super::{Edge, webhook};
+use crate::response::text_response;
+use crate::tunnel::upgrade;
 
 /// A client that has not finished its TLS handshake by now is a scanner or a slowloris.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,20 +35,20 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// After EMFILE and friends, give other connections a moment to close before accepting again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Accepts until shutdown fires; connection tasks go on the shared tracker.
-pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
-    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+/// Accepts until shutdown fires; connection tasks go on the edge's tracker.
+pub(crate) async fn accept_loop(listener: TcpListener, edge: Arc<Edge>, tls: Option<TlsAcceptor>) {
+    let slots = Arc::new(Semaphore::new(edge.limits.max_connections));
     loop {
         // The slot is taken before accepting, so a flood waits in the kernel's backlog, not in memory.
         let slot = tokio::select! {
-            () = shared.shutdown.cancelled() => break,
+            () = edge.shutdown.cancelled() => break,
             slot = slots.clone().acquire_owned() => match slot {
                 Ok(slot) => slot,
                 Err(_) => break,
             },
         };
         let (stream, peer) = tokio::select! {
-            () = shared.shutdown.cancelled() => break,
+            () = edge.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -57,9 +57,8 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option
                 }
             },
         };
-        shared
-            .tasks
-            .spawn(connection(shared.clone(), stream, peer, tls.clone(), slot));
+        edge.tasks
+            .spawn(connection(edge.clone(), stream, peer, tls.clone(), slot));
     }
 }
 
@@ -78,7 +77,7 @@ async fn handle_accept_error(error: std::io::Error) {
 }
 
 async fn connection(
-    shared: Arc<Shared>,
+    edge: Arc<Edge>,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
@@ -86,10 +85,10 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve_http(shared, stream, peer).await,
+        None => serve_http(edge, stream, peer).await,
         Some(acceptor) => {
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve_http(shared, stream, peer).await,
+                Ok(Ok(stream)) => serve_http(edge, stream, peer).await,
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
                 Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
             }
@@ -97,14 +96,14 @@ async fn connection(
     }
 }
 
-async fn serve_http<Io>(shared: Arc<Shared>, io: Io, peer: SocketAddr)
+async fn serve_http<Io>(edge: Arc<Edge>, io: Io, peer: SocketAddr)
 where
     Io: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let service_state = shared.clone();
+    let service_state = edge.clone();
     let service = service_fn(move |request| {
-        let shared = service_state.clone();
-        async move { Ok::<_, Infallible>(route(shared, request, peer).await) }
+        let edge = service_state.clone();
+        async move { Ok::<_, Infallible>(route(edge, request, peer).await) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -118,9 +117,9 @@ where
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
-        () = shared.shutdown.cancelled() => {
+        () = edge.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
-            match tokio::time::timeout(shared.config.limits.shutdown_grace, connection.as_mut()).await {
+            match tokio::time::timeout(edge.limits.shutdown_grace, connection.as_mut()).await {
                 Ok(result) => result,
                 Err(_) => return,
             }
@@ -132,15 +131,15 @@ where
 }
 
 async fn route(
-    shared: Arc<Shared>,
+    edge: Arc<Edge>,
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     if path.starts_with(webhook::HOOK_PREFIX) {
-        webhook::handle(shared, request, peer).await
+        webhook::handle(edge, request, peer).await
     } else if path == protocol::AGENT_PATH {
-        session::upgrade(&shared, request, peer)
+        upgrade::upgrade(&edge.tunnel, request, peer)
     } else if path == "/healthz" {
         text_response(StatusCode::OK, "ok")
     } else {

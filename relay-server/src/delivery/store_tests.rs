@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::record::{DEAD, MAX_ERROR_LEN, PENDING};
 use super::writer::MAX_BATCH_OPS;
 use super::*;
 
@@ -528,8 +529,11 @@ fn acknowledged_appends_survive_kill_9() {
     use std::io::BufRead;
     const WANTED: usize = 300;
     let dir = TempDir::new("crash");
+    // The child's name as the test harness knows it: this module's path without the crate.
+    let module = module_path!().split_once("::").map_or("", |(_, path)| path);
+    let child_test = format!("{module}::child_appends_until_killed");
     let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "store::tests::child_appends_until_killed"])
+        .args(["--exact", &child_test])
         .args(["--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_STORE, dir.db())
         .stdout(std::process::Stdio::piped())

@@ -1,0 +1,208 @@
+//! The TOML file, and [`Config::from_cli`], which lays the flags over it. Every key is optional
+//! and unknown keys are an error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use protocol::Secret;
+use serde::Deserialize;
+
+use super::{
+    AgentGrant, BotSettings, Cli, Config, ConfigError, DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR,
+    DEFAULT_THREADS, DeliveryMode, DeliverySettings, Limits, TlsMode,
+};
+
+/// The configuration file. Every key is optional; unknown keys are an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    listen: Option<SocketAddr>,
+    threads: Option<usize>,
+    admin_listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    public_host: Option<String>,
+    agent_token: Option<Secret>,
+    #[serde(default)]
+    tls: FileTls,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    delivery: FileDelivery,
+    #[serde(default)]
+    agents: Vec<FileAgent>,
+    #[serde(default)]
+    bots: BTreeMap<String, FileBot>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    /// `false` for plain HTTP behind a TLS-terminating proxy; absent means on.
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_body_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    bot_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    heartbeat_timeout: Option<Duration>,
+    max_connections: Option<usize>,
+    max_in_flight_per_agent: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    shutdown_grace: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAgent {
+    name: String,
+    token: Secret,
+    bots: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBot {
+    secret_token: Option<Secret>,
+    mode: Option<DeliveryMode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDelivery {
+    default_mode: Option<DeliveryMode>,
+    max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    retention: Option<Duration>,
+    max_store_bytes: Option<u64>,
+    chats_in_parallel: Option<usize>,
+}
+
+impl Config {
+    /// Reads the file named by `--config` (if any) and lays the flags over it.
+    pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(cli, file)
+    }
+
+    pub(super) fn merge(cli: Cli, file: FileConfig) -> Result<Self, ConfigError> {
+        let tls = if cli.no_tls || file.tls.enabled == Some(false) {
+            TlsMode::Off
+        } else {
+            match (cli.tls_cert.or(file.tls.cert), cli.tls_key.or(file.tls.key)) {
+                (Some(cert), Some(key)) => TlsMode::Files { cert, key },
+                (None, None) => TlsMode::SelfSigned,
+                _ => {
+                    return Err(ConfigError::Invalid(
+                        "give both a TLS certificate and its key, or neither".into(),
+                    ));
+                }
+            }
+        };
+        let defaults = Limits::default();
+        let delivery = DeliverySettings::default();
+        let limits = Limits {
+            max_body_bytes: file
+                .limits
+                .max_body_bytes
+                .unwrap_or(defaults.max_body_bytes),
+            bot_timeout: file.limits.bot_timeout.unwrap_or(defaults.bot_timeout),
+            heartbeat_timeout: file
+                .limits
+                .heartbeat_timeout
+                .unwrap_or(defaults.heartbeat_timeout),
+            max_connections: file
+                .limits
+                .max_connections
+                .unwrap_or(defaults.max_connections),
+            max_in_flight_per_agent: file
+                .limits
+                .max_in_flight_per_agent
+                .unwrap_or(defaults.max_in_flight_per_agent),
+            shutdown_grace: file
+                .limits
+                .shutdown_grace
+                .unwrap_or(defaults.shutdown_grace),
+        };
+        let config = Self {
+            listen: cli.listen.or(file.listen).unwrap_or(Self::new("").listen),
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            tls,
+            public_host: cli.public_host.or(file.public_host),
+            agent_token: cli.agent_token.map(Secret::new).or(file.agent_token),
+            agents: file
+                .agents
+                .into_iter()
+                .map(|agent| AgentGrant {
+                    name: agent.name,
+                    token: agent.token,
+                    bots: agent.bots,
+                })
+                .collect(),
+            bots: file
+                .bots
+                .into_iter()
+                .map(|(name, bot)| {
+                    let settings = BotSettings {
+                        secret_token: bot.secret_token,
+                        mode: bot.mode,
+                    };
+                    (name, settings)
+                })
+                .collect(),
+            limits,
+            delivery: DeliverySettings {
+                default_mode: file.delivery.default_mode.unwrap_or(delivery.default_mode),
+                max_attempts: file.delivery.max_attempts.unwrap_or(delivery.max_attempts),
+                retention: file.delivery.retention.unwrap_or(delivery.retention),
+                max_store_bytes: file
+                    .delivery
+                    .max_store_bytes
+                    .unwrap_or(delivery.max_store_bytes),
+                chats_in_parallel: file
+                    .delivery
+                    .chats_in_parallel
+                    .unwrap_or(delivery.chats_in_parallel),
+            },
+            admin_listen: match (cli.no_admin, cli.admin_listen.or(file.admin_listen)) {
+                (true, _) => None,
+                (false, Some(address)) => Some(address),
+                (false, None) => Some(SocketAddr::from(DEFAULT_ADMIN_LISTEN)),
+            },
+            threads: cli.threads.or(file.threads).unwrap_or(DEFAULT_THREADS),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses one file.
+    pub(super) fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub(super) fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: error.to_string().replace('\n', " ").trim().to_owned(),
+        })
+    }
+}

@@ -1,0 +1,149 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::file::FileConfig;
+use super::*;
+
+fn cli(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("relay-server").chain(args.iter().copied()))
+        .expect("flags parse")
+}
+
+fn file(text: &str) -> FileConfig {
+    FileConfig::parse(Path::new("test.toml"), text).expect("file parses")
+}
+
+#[test]
+fn plain_start_uses_the_defaults() {
+    let config = Config::merge(cli(&[]), FileConfig::default()).expect("valid");
+    assert_eq!(config.listen, "0.0.0.0:8443".parse().expect("addr"));
+    assert_eq!(config.data_dir, PathBuf::from("relay-data"));
+    assert_eq!(config.tls, TlsMode::SelfSigned);
+    assert!(config.agent_token.is_none());
+    assert_eq!(config.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let file = file(
+        r#"
+        listen = "127.0.0.1:9000"
+        agent_token = "from-the-file-0123456789"
+        [limits]
+        bot_timeout = "5s"
+        "#,
+    );
+    let config = Config::merge(
+        cli(&[
+            "--listen",
+            "127.0.0.1:9001",
+            "--agent-token",
+            "from-the-flag-0123456789",
+        ]),
+        file,
+    )
+    .expect("valid");
+    assert_eq!(config.listen.port(), 9001);
+    assert_eq!(
+        config.agent_token.expect("token").expose(),
+        "from-the-flag-0123456789"
+    );
+    assert_eq!(config.limits.bot_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn tls_flags_come_in_pairs_and_exclude_no_tls() {
+    assert!(Cli::try_parse_from(["relay-server", "--tls-cert", "c.pem"]).is_err());
+    assert!(
+        Cli::try_parse_from([
+            "relay-server",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--no-tls"
+        ])
+        .is_err()
+    );
+    let config = Config::merge(
+        cli(&["--tls-cert", "c", "--tls-key", "k"]),
+        FileConfig::default(),
+    )
+    .expect("valid");
+    assert!(matches!(config.tls, TlsMode::Files { .. }));
+    let config = Config::merge(cli(&["--no-tls"]), FileConfig::default()).expect("valid");
+    assert_eq!(config.tls, TlsMode::Off);
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_refused_with_a_reason() {
+    let err = FileConfig::parse(Path::new("x.toml"), "lisen = 1").expect_err("unknown key");
+    assert!(err.to_string().contains("lisen"), "{err}");
+    let short = Config::merge(cli(&["--agent-token", "short"]), FileConfig::default());
+    assert!(
+        short
+            .expect_err("short")
+            .to_string()
+            .contains("at least 16")
+    );
+    let slow = file("[limits]\nbot_timeout = \"60s\"");
+    assert!(Config::merge(cli(&[]), slow).is_err());
+    let bad_bot = file("[bots.\"no/slash\"]\n");
+    assert!(Config::merge(cli(&[]), bad_bot).is_err());
+    let bad_secret = file("[bots.echo]\nsecret_token = \"has space\"");
+    assert!(Config::merge(cli(&[]), bad_secret).is_err());
+}
+
+#[test]
+fn agents_restrict_bots_and_must_not_share_tokens() {
+    let config = Config::merge(
+        cli(&[]),
+        file(
+            r#"
+            [[agents]]
+            name = "home"
+            token = "home-token-0123456789"
+            bots = ["shop", "echo"]
+            [bots.news]
+            secret_token = "s3cret_-"
+            "#,
+        ),
+    )
+    .expect("valid");
+    let bots: Vec<_> = config.configured_bots().collect();
+    assert_eq!(bots, ["shop", "echo", "news"]);
+    let twice = file(
+        r#"
+        [[agents]]
+        name = "a"
+        token = "same-token-0123456789"
+        bots = ["a"]
+        [[agents]]
+        name = "b"
+        token = "same-token-0123456789"
+        bots = ["b"]
+        "#,
+    );
+    assert!(Config::merge(cli(&[]), twice).is_err());
+}
+
+#[test]
+fn every_example_config_in_deploy_parses() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&deploy).expect("deploy dir") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("relay-server") && name.ends_with(".toml") {
+            let file = FileConfig::read(&path).expect("example parses");
+            Config::merge(cli(&[]), file).expect("example is valid");
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no relay-server*.toml in deploy/");
+}

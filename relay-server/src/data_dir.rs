@@ -1,0 +1,120 @@
+//! The data dir: the one place that names every file the relay keeps there, and writes the
+//! private ones.
+//!
+//! | file | what | written by |
+//! | --- | --- | --- |
+//! | `agent-token` | the generated any-bot agent token (0600) | [`load_or_create_token`] |
+//! | `admin-token` | the admin API's token (0600) | [`load_or_create_token`] |
+//! | `known-bots` | bots agents have declared under the any-bot token | `tunnel::bots` |
+//! | `bot-modes` | the delivery modes agents asked for their bots | `tunnel::bots` |
+//! | `store.redb` | stored updates and dead letters | `delivery::store` |
+//! | `tls/self-signed-{cert,key}.pem`, `tls/self-signed-names` | the self-signed certificate, its key (0600) and the names it covers | `edge::tls` |
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use protocol::Secret;
+
+/// The file that holds the generated agent token.
+pub const AGENT_TOKEN_FILE: &str = "agent-token";
+/// The file that holds the admin API's token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// The file that lists the bots agents have declared under the any-bot token.
+pub const KNOWN_BOTS_FILE: &str = "known-bots";
+/// The file that lists the delivery modes agents asked for their bots.
+pub const BOT_MODES_FILE: &str = "bot-modes";
+/// The database that holds stored updates and dead letters.
+pub const STORE_FILE: &str = "store.redb";
+/// The folder of the self-signed certificate.
+const TLS_DIR: &str = "tls";
+
+/// The paths of a relay's data dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The data dir at `root` (not created until something is written).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The generated agent token.
+    pub fn agent_token(&self) -> PathBuf {
+        self.root.join(AGENT_TOKEN_FILE)
+    }
+
+    /// The admin API's token.
+    pub fn admin_token(&self) -> PathBuf {
+        self.root.join(ADMIN_TOKEN_FILE)
+    }
+
+    /// The bots agents have declared.
+    pub fn known_bots(&self) -> PathBuf {
+        self.root.join(KNOWN_BOTS_FILE)
+    }
+
+    /// The modes agents asked for.
+    pub fn bot_modes(&self) -> PathBuf {
+        self.root.join(BOT_MODES_FILE)
+    }
+
+    /// The update store.
+    pub fn store(&self) -> PathBuf {
+        self.root.join(STORE_FILE)
+    }
+
+    /// The self-signed certificate (PEM), which agents pass as `--ca`.
+    pub fn self_signed_cert(&self) -> PathBuf {
+        self.root.join(TLS_DIR).join("self-signed-cert.pem")
+    }
+
+    /// The self-signed certificate's private key (PEM, 0600).
+    pub fn self_signed_key(&self) -> PathBuf {
+        self.root.join(TLS_DIR).join("self-signed-key.pem")
+    }
+
+    /// The names the self-signed certificate was made for, one a line, to tell when to remake it.
+    pub fn self_signed_names(&self) -> PathBuf {
+        self.root.join(TLS_DIR).join("self-signed-names")
+    }
+}
+
+/// Writes a file only its owner can read, since it holds a secret.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Reads the agent token from `path`, or makes one (32 random bytes, hex) and keeps it there, so
+/// that agents set up once keep working across restarts. The flag says whether it was made now.
+pub fn load_or_create_token(path: &Path) -> std::io::Result<(Secret, bool)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok((Secret::new(text.trim()), false)),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(path, format!("{token}\n").as_bytes())?;
+    Ok((Secret::new(token), true))
+}
+
+#[cfg(test)]
+#[path = "data_dir_tests.rs"]
+mod tests;

@@ -1,0 +1,45 @@
+//! The edge: the one public port. Accepts connections under a bound, terminates TLS, and routes
+//! each request to the webhook intake or the agent endpoint. Imports [`crate::delivery`],
+//! [`crate::tunnel`] and [`crate::config`]; only [`crate::Relay`] uses it.
+//!
+//! - [`listener`]: the accept loop, TLS handshake, HTTP/1 and routing.
+//! - [`tls`]: the server certificate, from files or self-signed.
+//! - [`webhook`]: one webhook, from checks to the answer Telegram gets.
+//! - [`checks`]: the checks before a webhook is carried: bot, secret, size, body.
+//! - [`headers`]: the headers the bot gets and the answer Telegram gets.
+
+pub(crate) mod checks;
+pub(crate) mod headers;
+pub(crate) mod listener;
+pub mod tls;
+pub(crate) mod webhook;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use protocol::Secret;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Limits;
+use crate::delivery::mode::Policy;
+use crate::tunnel::Tunnel;
+
+/// What every connection on the public port shares.
+#[derive(Debug)]
+pub(crate) struct Edge {
+    /// Sizes, counts and timeouts.
+    pub(crate) limits: Limits,
+    /// The secret Telegram must send for each bot that has one.
+    pub(crate) secrets: HashMap<String, Secret>,
+    /// Whether the listener speaks TLS (for `X-Forwarded-Proto`).
+    pub(crate) tls: bool,
+    /// Live or stored, per webhook.
+    pub(crate) policy: Policy,
+    /// The agents.
+    pub(crate) tunnel: Arc<Tunnel>,
+    /// Fires when the relay stops accepting: connections finish what they are doing and close.
+    pub(crate) shutdown: CancellationToken,
+    /// Every HTTP connection task, so shutdown can wait for in-flight webhooks.
+    pub(crate) tasks: TaskTracker,
+}

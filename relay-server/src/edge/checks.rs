@@ -1,0 +1,119 @@
+//! The checks a webhook passes before it is carried anywhere: a bot the relay knows, the secret
+//! Telegram was given, and a body within the size limit that arrives in time. Each refusal knows
+//! its status and the one sentence the caller gets.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use protocol::Secret;
+
+/// Telegram sends the whole body at once; a caller that trickles it is holding a connection slot.
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// The header Telegram puts the webhook's `secret_token` in.
+const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+/// Why a webhook was refused at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Neither configured nor declared by any agent.
+    UnknownBot,
+    /// The secret header is missing or wrong.
+    WrongSecret,
+    /// Declared or read past `max_body_bytes`.
+    TooLarge,
+    /// The body broke off or was not valid HTTP framing.
+    Unreadable,
+    /// The body did not arrive within [`BODY_READ_TIMEOUT`].
+    Slow,
+}
+
+impl Refusal {
+    /// The status the caller gets. None is 410 or a 2xx: Telegram keeps its webhook and, for a
+    /// 5xx or 408, retries.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Refusal::UnknownBot => StatusCode::NOT_FOUND,
+            Refusal::WrongSecret => StatusCode::UNAUTHORIZED,
+            Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Unreadable => StatusCode::BAD_REQUEST,
+            Refusal::Slow => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The one sentence the caller gets.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Refusal::UnknownBot => "unknown bot",
+            Refusal::WrongSecret => "wrong secret token",
+            Refusal::TooLarge => "body too large",
+            Refusal::Unreadable => "body could not be read",
+            Refusal::Slow => "body not received in time",
+        }
+    }
+}
+
+/// Checks `presented` headers against the bot's `secret`, if it has one, in constant time.
+pub(crate) fn secret(secret: Option<&Secret>, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(SECRET_HEADER)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    if secret.matches(presented) {
+        Ok(())
+    } else {
+        tracing::warn!("webhook refused: wrong or missing secret token");
+        Err(Refusal::WrongSecret)
+    }
+}
+
+/// Refuses a body whose declared `Content-Length` is over `limit` before reading it.
+pub(crate) fn declared_length(headers: &HeaderMap, limit: usize) -> Result<(), Refusal> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        tracing::warn!(length = declared, limit, "webhook body too large");
+        return Err(Refusal::TooLarge);
+    }
+    Ok(())
+}
+
+/// Reads the whole body, at most `limit` bytes, within [`BODY_READ_TIMEOUT`].
+pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Refusal> {
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            tracing::warn!(limit, "webhook body too large");
+            Err(Refusal::TooLarge)
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "webhook body unreadable");
+            Err(Refusal::Unreadable)
+        }
+        Err(_) => Err(Refusal::Slow),
+    }
+}
+
+/// Reads and drops up to `budget` bytes of a body that will not be used, so that a client still
+/// sending it reads our error status instead of a connection reset. The relay reads up to twice
+/// the body limit this way; anything larger is cut off.
+pub(crate) async fn discard(mut body: Incoming, budget: usize) {
+    let mut seen = 0usize;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > budget {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(BODY_READ_TIMEOUT, drain).await;
+}

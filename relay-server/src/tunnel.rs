@@ -1,0 +1,74 @@
+//! The tunnel: agents dial in on the agent endpoint, say hello, and each request for their bots
+//! crosses their WebSocket and comes back answered. Imports only [`crate::config`] (values),
+//! [`crate::response`] and the `protocol` crate; the edge and delivery use it, never the reverse.
+//!
+//! - [`access`]: agent tokens and the bots each may serve.
+//! - [`bots`]: the bots the relay knows, and the modes agents asked for.
+//! - [`upgrade`]: the agent endpoint's HTTP upgrade and token check.
+//! - [`session`]: one agent's session: hello, registration, answers.
+//! - [`registry`]: which session serves which bot.
+//! - [`handle`]: one request across the tunnel, and why it got no answer.
+
+pub(crate) mod access;
+pub(crate) mod bots;
+pub(crate) mod handle;
+pub(crate) mod registry;
+pub(crate) mod session;
+pub(crate) mod upgrade;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use handle::{AgentHandle, CallError};
+pub use registry::{Registration, Registry};
+
+use crate::config::Limits;
+use access::Access;
+use bots::KnownBots;
+
+/// What every agent session of one running relay shares.
+#[derive(Debug)]
+pub(crate) struct Tunnel {
+    /// Tokens and grants.
+    pub(crate) access: Access,
+    /// Configured and declared bots.
+    pub(crate) bots: Arc<KnownBots>,
+    /// Connected sessions.
+    pub(crate) registry: Arc<Registry>,
+    /// Body size, heartbeat and in-flight bounds.
+    pub(crate) limits: Limits,
+    /// Fires once in-flight webhooks are answered (or the grace period is over): sessions say
+    /// "going away" and end. Later than the listener's shutdown, so answers on their way arrive.
+    pub(crate) stop: CancellationToken,
+    /// Every session task, so shutdown can wait for their goodbyes.
+    pub(crate) tasks: TaskTracker,
+    next_session: AtomicU64,
+}
+
+impl Tunnel {
+    /// A tunnel with no session yet.
+    pub(crate) fn new(
+        access: Access,
+        bots: Arc<KnownBots>,
+        registry: Arc<Registry>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            access,
+            bots,
+            registry,
+            limits,
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh session number.
+    pub(crate) fn next_session(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}

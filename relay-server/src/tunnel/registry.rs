@@ -1,0 +1,90 @@
+//! Which sessions serve which bots: the newest session of a bot gets its requests, and a session
+//! leaves the registry when its [`Registration`] drops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use super::handle::AgentHandle;
+
+/// Which sessions serve which bots.
+#[derive(Debug, Default)]
+pub struct Registry {
+    by_bot: Mutex<HashMap<String, Vec<Arc<AgentHandle>>>>,
+    registered: Notify,
+}
+
+impl Registry {
+    /// Makes `handle` the newest session for each of its bots, until the returned guard drops.
+    ///
+    /// The newest session wins: after a reconnect, traffic moves to the new connection at once
+    /// while the old one (perhaps half-dead) is left to its heartbeat.
+    pub(crate) fn register(self: &Arc<Self>, handle: Arc<AgentHandle>) -> Registration {
+        let mut by_bot = self.lock();
+        for bot in &handle.bots {
+            by_bot.entry(bot.clone()).or_default().push(handle.clone());
+        }
+        drop(by_bot);
+        self.registered.notify_one();
+        Registration {
+            registry: self.clone(),
+            handle,
+        }
+    }
+
+    /// Completes once a session has registered since the last call completed (a permit is kept
+    /// when nobody waits). For the one task that moves stored updates when an agent connects.
+    pub(crate) async fn registered(&self) {
+        self.registered.notified().await;
+    }
+
+    /// The session to send `bot`'s next request to.
+    pub fn route(&self, bot: &str) -> Option<Arc<AgentHandle>> {
+        self.lock()
+            .get(bot)
+            .and_then(|sessions| sessions.last().cloned())
+    }
+
+    /// How many distinct sessions are connected.
+    pub(crate) fn session_count(&self) -> usize {
+        let by_bot = self.lock();
+        let mut sessions: Vec<u64> = by_bot.values().flatten().map(|h| h.session).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        sessions.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Arc<AgentHandle>>>> {
+        self.by_bot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Keeps a session routable; dropping it unregisters the session and fails its waiting requests.
+#[derive(Debug)]
+pub struct Registration {
+    registry: Arc<Registry>,
+    handle: Arc<AgentHandle>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut by_bot = self.registry.lock();
+        for bot in &self.handle.bots {
+            if let Some(sessions) = by_bot.get_mut(bot) {
+                sessions.retain(|h| !Arc::ptr_eq(h, &self.handle));
+                if sessions.is_empty() {
+                    by_bot.remove(bot);
+                }
+            }
+        }
+        drop(by_bot);
+        self.handle.disconnect();
+    }
+}
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;
