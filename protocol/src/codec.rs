@@ -5,7 +5,7 @@
 //! hostile message is an error, never a panic or an unbounded allocation.
 
 use crate::frame::Frame;
-use crate::{HEAD_ROOM, MAX_FRAME_LEN};
+use crate::limits::{HEAD_ROOM, MAX_FRAME_LEN};
 
 /// Fixed-width integers would make every id and length 8 bytes; varints keep small frames small.
 /// The limit bounds what any length prefix inside a frame may claim.
@@ -60,7 +60,7 @@ pub fn encode(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
 /// and length prefixes.
 fn size_hint(frame: &Frame) -> usize {
     const FIXED: usize = 64;
-    let headers = |headers: &[crate::Header]| -> usize {
+    let headers = |headers: &[crate::frame::Header]| -> usize {
         headers
             .iter()
             .map(|(name, value)| name.len() + value.len() + 8)

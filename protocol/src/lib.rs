@@ -7,20 +7,23 @@
 //! that says which side to upgrade.
 //!
 //! # Layout
-//! - [`bot_name`]: the rule every bot name follows.
-//! - [`frame`]: the frames and the values they carry.
-//! - [`codec`]: the one `encode`/`decode` pair, with a hard size limit.
-//! - [`close`]: WebSocket close codes both sides agree on.
+//! In the order of the data path; each module imports only modules listed below it.
 //! - [`link`]: the connection loop both sides run: a batching writer with heartbeats and a reader
 //!   with a receive deadline.
+//! - [`codec`]: the one `encode`/`decode` pair, with a hard size limit.
+//! - [`frame`]: the frames and the values they carry.
 //! - [`progress`]: byte counters under a connection, so a deadline can tell a slow line from a
 //!   dead one.
+//! - [`close`]: WebSocket close codes both sides agree on.
+//! - [`limits`]: the size limits every frame is held to.
 //! - [`secret`]: tokens that never show in logs and compare in constant time.
+//! - [`bot_name`]: the rule every bot name follows.
 
 pub mod bot_name;
 pub mod close;
 pub mod codec;
 pub mod frame;
+pub mod limits;
 pub mod link;
 pub mod progress;
 pub mod secret;
@@ -33,6 +36,7 @@ pub use frame::{
     Delivery, DeliveryMode, Failure, FailureKind, Frame, HOP_BY_HOP, Header, Hello, HelloAck,
     Request, RequestId, Response, is_hop_by_hop,
 };
+pub use limits::{HEAD_ROOM, MAX_BODY_LIMIT, MAX_FRAME_LEN};
 pub use link::{LinkConfig, LinkError, LinkReader, Outbox};
 pub use progress::{Progress, Tracked};
 pub use secret::Secret;
@@ -41,20 +45,6 @@ pub use secret::Secret;
 /// could not decode; [`Frame::Hello`] stays the first variant with `version` as its first field
 /// forever, so that any two versions can at least tell each other apart.
 pub const PROTOCOL_VERSION: u16 = 1;
-
-/// The largest request or response body a relay may be configured to carry (16 MiB).
-///
-/// Telegram documents no maximum update size; real updates are a few KiB, and 1 MiB is the
-/// minimum a receiver should accept. The cap keeps one frame's worst-case allocation bounded.
-pub const MAX_BODY_LIMIT: usize = 16 * 1024 * 1024;
-
-/// Room in a frame for everything that is not the body: ids, bot name, path, query, headers.
-///
-/// Both sides read at most 64 KiB of HTTP header block, so 128 KiB leaves a wide margin.
-pub const HEAD_ROOM: usize = 128 * 1024;
-
-/// The largest frame any peer may send, whatever it negotiated.
-pub const MAX_FRAME_LEN: usize = MAX_BODY_LIMIT + HEAD_ROOM;
 
 /// The path of the relay's agent endpoint (a WebSocket upgrade). The `v1` names the endpoint's
 /// shape, not the frame version: versions are settled by the hello.

@@ -35,9 +35,9 @@ pub struct LinkConfig {
     pub heartbeat_timeout: Duration,
     /// The largest message accepted, the same value as the WebSocket message limit.
     pub frame_limit: usize,
-    /// The connection's byte-level progress, when it is [`crate::Tracked`]: a deadline that
+    /// The connection's byte-level progress, when it is [`crate::progress::Tracked`]: a deadline that
     /// passes while a large message is still moving is extended instead of ending the link.
-    pub progress: Option<crate::Progress>,
+    pub progress: Option<crate::progress::Progress>,
 }
 
 impl LinkConfig {
@@ -48,7 +48,7 @@ impl LinkConfig {
 
     /// Whether bytes moved in the direction `within` asks about during the last heartbeat
     /// timeout; false without progress tracking.
-    fn moved(&self, within: fn(&crate::Progress, Duration) -> bool) -> bool {
+    fn moved(&self, within: fn(&crate::progress::Progress, Duration) -> bool) -> bool {
         self.progress
             .as_ref()
             .is_some_and(|progress| within(progress, self.heartbeat_timeout))
@@ -157,7 +157,7 @@ pub async fn write_loop<Si>(
             match tokio::time::timeout(config.write_timeout(), &mut batch).await {
                 Ok(written) => break Some(written),
                 // Still sending, only slowly (a large message on a slow line): keep waiting.
-                Err(_) if config.moved(crate::Progress::written_within) => continue,
+                Err(_) if config.moved(crate::progress::Progress::written_within) => continue,
                 Err(_) => break None,
             }
         };
@@ -205,7 +205,7 @@ where
                 tokio::time::timeout(self.config.heartbeat_timeout, self.stream.next()).await;
             let message = match received {
                 // Part of a large message is still arriving: the peer is alive.
-                Err(_) if self.config.moved(crate::Progress::read_within) => continue,
+                Err(_) if self.config.moved(crate::progress::Progress::read_within) => continue,
                 Err(_) => return Err(LinkError::Dead(self.config.heartbeat_timeout)),
                 Ok(None) => return Err(LinkError::Ended),
                 Ok(Some(Err(tungstenite::Error::ConnectionClosed))) => {

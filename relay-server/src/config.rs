@@ -132,8 +132,9 @@ pub struct DeliverySettings {
     pub chats_in_parallel: usize,
 }
 
-/// Ten attempts with backoff doubling from 1 s to a 60 s cap span about 8 minutes: long enough
-/// to ride out a bot restart, short enough that a poison update does not block its chat for hours.
+/// Ten attempts with backoff doubling from 1 s to a 60 s cap wait about 4 minutes in all
+/// (1 + 2 + 4 + … + 60 + 60 + 60 = 243 s, plus the attempts themselves): long enough to ride out
+/// a bot restart, short enough that a poison update does not block its chat for long.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// Telegram keeps undelivered updates for 24 h; the relay promises no less.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);

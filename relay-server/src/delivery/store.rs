@@ -8,12 +8,14 @@
 //! # Layout
 //! - `error`: why an operation failed.
 //! - `record`: an update as stored, the tables, their keys, and the bytes of one record.
-//! - `writer`: the writer thread and the changes it takes.
+//! - `writer`: the writer thread and its group commit.
 //! - `batch`: one write transaction applying a batch of changes.
+//! - `op`: the changes the writer takes, and the tally of what the store holds.
 //! - `read`: loading on open, listings and scans.
 
 mod batch;
 mod error;
+mod op;
 mod read;
 mod record;
 mod writer;
@@ -31,8 +33,9 @@ pub use record::{MAX_RECORD_LEN, NewUpdate, StoredUpdate};
 
 use error::corrupt;
 
+use op::{Op, Reply};
 use record::Fields;
-use writer::{Counters, Op, Reply, Writer};
+use writer::{Counters, Writer};
 
 /// Changes that may wait for the writer. Twice a batch, so that a full batch can queue while the
 /// previous one commits. The memory behind it is bounded where updates come from (the webhook's

@@ -3,9 +3,10 @@
 
 use redb::{ReadableTable, StorageError, Table};
 
+use super::error::StoreError;
+use super::op::{Answer, Op, Tally};
+use super::record::StoredUpdate;
 use super::record::{self, Fields};
-use super::writer::{Op, Reply, Tally};
-use super::{StoreError, StoredUpdate};
 
 /// Why one op did not complete.
 enum OpError {
@@ -205,7 +206,7 @@ impl<'t> Batch<'t> {
         };
         record::decode(guard.value())
             .map(Some)
-            .map_err(|error| OpError::Refused(super::corrupt(bot, seq, &error)))
+            .map_err(|error| OpError::Refused(super::error::corrupt(bot, seq, &error)))
     }
 
     /// Writes `record` at `(bot, seq)`, keeping the tally in step.
@@ -244,67 +245,6 @@ fn settle<T>(outcome: Result<T, OpError>) -> (Result<T, StoreError>, Option<Stor
         Err(OpError::Storage(error)) => {
             let failure = StoreError::Database(format!("write failed: {error}"));
             (Err(failure.clone()), Some(failure))
-        }
-    }
-}
-
-/// An applied op's result, held until the commit decides whether it stands.
-pub(super) enum Answer {
-    Seq(Reply<u64>, Result<u64, StoreError>),
-    Flag(Reply<bool>, Result<bool, StoreError>),
-    Update(
-        Reply<Option<StoredUpdate>>,
-        Result<Option<StoredUpdate>, StoreError>,
-    ),
-    Updates(
-        Reply<Vec<StoredUpdate>>,
-        Result<Vec<StoredUpdate>, StoreError>,
-    ),
-}
-
-impl Answer {
-    /// Sends the op's own result, or the batch's `failure` in its place. A caller that gave up
-    /// has dropped its receiver; there is no one left to tell, so a failed send is fine.
-    pub(super) fn send(self, failure: Option<&StoreError>) {
-        fn pick<T>(
-            own: Result<T, StoreError>,
-            failure: Option<&StoreError>,
-        ) -> Result<T, StoreError> {
-            match failure {
-                Some(error) => Err(error.clone()),
-                None => own,
-            }
-        }
-        match self {
-            Self::Seq(reply, own) => drop(reply.send(pick(own, failure))),
-            Self::Flag(reply, own) => drop(reply.send(pick(own, failure))),
-            Self::Update(reply, own) => drop(reply.send(pick(own, failure))),
-            Self::Updates(reply, own) => drop(reply.send(pick(own, failure))),
-        }
-    }
-}
-
-impl Op {
-    /// New-record bytes, for [`MAX_BATCH_BYTES`].
-    pub(super) fn weight(&self) -> usize {
-        match self {
-            Self::Append { record, .. } => record.len(),
-            _ => 0,
-        }
-    }
-
-    /// An answer of `error` for an op that was never applied.
-    pub(super) fn refused(self, error: &StoreError) -> Answer {
-        let error = error.clone();
-        match self {
-            Self::Append { reply, .. } => Answer::Seq(reply, Err(error)),
-            Self::Remove { reply, .. }
-            | Self::Bury { reply, .. }
-            | Self::DropDead { reply, .. } => Answer::Flag(reply, Err(error)),
-            Self::Fail { reply, .. } | Self::Replay { reply, .. } => {
-                Answer::Update(reply, Err(error))
-            }
-            Self::Expire { reply, .. } => Answer::Updates(reply, Err(error)),
         }
     }
 }

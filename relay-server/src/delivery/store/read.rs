@@ -6,9 +6,10 @@ use std::collections::BinaryHeap;
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::error::StoreError;
+use super::op::Tally;
+use super::record::StoredUpdate;
 use super::record::{self, DEAD, META, NEXT_SEQ, PENDING};
-use super::writer::Tally;
-use super::{StoreError, StoredUpdate};
 
 type Key = (&'static str, u64);
 
@@ -52,7 +53,7 @@ pub(super) fn load(db: &Database) -> Result<Loaded, StoreError> {
                 Ok(fields) if !dead => loaded.pending.push(fields.into_update(bot.to_owned(), seq)),
                 Ok(_) => {}
                 Err(error) => {
-                    super::corrupt(bot, seq, &error);
+                    super::error::corrupt(bot, seq, &error);
                     loaded.corrupt += 1;
                 }
             }
@@ -139,7 +140,7 @@ fn open(
 fn push_decoded(letters: &mut Vec<StoredUpdate>, bot: &str, bytes: &[u8], seq: u64) {
     match record::decode(bytes) {
         Ok(fields) => letters.push(fields.into_update(bot.to_owned(), seq)),
-        Err(error) => drop(super::corrupt(bot, seq, &error)),
+        Err(error) => drop(super::error::corrupt(bot, seq, &error)),
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// One update as stored: everything needed to deliver it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

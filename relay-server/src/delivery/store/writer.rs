@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use redb::{Database, Durability, WriteTransaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::batch::{Answer, Batch};
+use super::batch::Batch;
+use super::error::StoreError;
+use super::op::{Answer, Op, Tally};
 use super::record::{DEAD, META, NEXT_SEQ, PENDING};
-use super::{StoreError, StoredUpdate};
 
 /// The most changes one transaction carries. Large enough that a burst of webhooks shares a
 /// handful of fsyncs; small enough that the first caller of a batch does not wait long for the
@@ -21,68 +22,6 @@ pub(super) const MAX_BATCH_OPS: usize = 1024;
 /// in the transaction's dirty pages until the commit; with large bodies this, not the op count,
 /// bounds that (at ~1 KiB per update, 1024 ops are far below it).
 pub(super) const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
-
-/// Where a change's result goes.
-pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// One change the writer applies, with the channel its result goes back on.
-pub(super) enum Op {
-    /// Adds `record` to `bot`'s pending updates under the next seq.
-    Append {
-        bot: String,
-        record: Vec<u8>,
-        reply: Reply<u64>,
-    },
-    /// Removes a delivered update; true if it was there.
-    Remove {
-        bot: String,
-        seq: u64,
-        reply: Reply<bool>,
-    },
-    /// Counts a failed attempt and keeps its error.
-    Fail {
-        bot: String,
-        seq: u64,
-        error: String,
-        reply: Reply<Option<StoredUpdate>>,
-    },
-    /// Moves a pending update to the dead letters; true if it was there.
-    Bury {
-        bot: String,
-        seq: u64,
-        reason: String,
-        reply: Reply<bool>,
-    },
-    /// Moves a dead letter back to pending under a new seq.
-    Replay {
-        bot: String,
-        seq: u64,
-        reply: Reply<Option<StoredUpdate>>,
-    },
-    /// Deletes a dead letter; true if it was there.
-    DropDead {
-        bot: String,
-        seq: u64,
-        reply: Reply<bool>,
-    },
-    /// Removes those of `keys` (pending or dead) received before `cutoff_ms`.
-    Expire {
-        keys: Vec<(String, u64)>,
-        cutoff_ms: u64,
-        reply: Reply<Vec<StoredUpdate>>,
-    },
-}
-
-/// What the store holds, as the writer counts it.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Tally {
-    /// Record bytes in both tables.
-    pub bytes: u64,
-    /// Records in the pending table.
-    pub pending: usize,
-    /// Records in the dead table.
-    pub dead: usize,
-}
 
 /// The writer thread's state. Only this thread changes the tables, so its tally is the truth;
 /// the shared counters are copies published after each commit.
