@@ -2,71 +2,29 @@
 //! instructions, one-line errors for the mistakes a user can make, stopping on SIGTERM, and a
 //! `kill -9` that loses none of the updates it answered 200 for.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-const RELAY: &str = env!("CARGO_BIN_EXE_relay-server");
+use test_support::{DEADLINE, Lines, Program, Stderr, temp_dir, terminate};
 
-/// How long any run of the binary may take in these tests.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-fn temp_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("relay-server-cli-{}-{label}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
+/// The binary under test.
+const RELAY: Program = Program {
+    path: env!("CARGO_BIN_EXE_relay-server"),
+    name: "relay-server",
+    log: "warn",
+};
 
 fn relay(args: &[&str], cwd: &Path) -> Command {
-    let mut command = Command::new(RELAY);
-    command
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RELAY_AGENT_TOKEN")
-        .env_remove("RELAY_ADMIN_TOKEN")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// Waits for `child` to exit, killing it if it outlives [`DEADLINE`].
-fn wait(mut child: Child) -> (ExitStatus, String) {
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait().expect("try_wait") {
-            Some(status) => break status,
-            None if started.elapsed() > DEADLINE => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("relay-server did not exit within {DEADLINE:?}");
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        pipe.read_to_string(&mut stderr).expect("read stderr");
-    }
-    (status, stderr)
+    RELAY.command(args, cwd)
 }
 
 /// Runs the relay with `args` and asserts it fails with one `relay-server: error:` line.
 fn assert_one_line_error(args: &[&str], code: i32, mentions: &str) {
-    let dir = temp_dir("error");
-    let (status, stderr) = wait(relay(args, &dir).spawn().expect("start relay-server"));
-    assert_eq!(status.code(), Some(code), "{args:?}: {stderr}");
-    let lines: Vec<_> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
-    assert!(lines[0].starts_with("relay-server: error: "), "{stderr}");
-    assert!(lines[0].contains(mentions), "{stderr}");
+    RELAY.assert_one_line_error(args, &temp_dir("error"), code, mentions);
 }
 
 #[test]
@@ -106,26 +64,12 @@ fn plain_start_prints_the_agent_command_and_keeps_its_token_and_certificate() {
     )
     .spawn()
     .expect("start relay-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut banner = Vec::new();
-    while !banner
-        .iter()
-        .any(|l: &String| l.contains("relay-agent --relay"))
-    {
-        match lines.recv_timeout(DEADLINE) {
-            Ok(line) => banner.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no agent command printed; got {banner:?}");
-            }
-        }
-    }
+    let banner = Lines::of(&mut child)
+        .until(|line| line.contains("relay-agent --relay"))
+        .unwrap_or_else(|banner| {
+            let _ = child.kill();
+            panic!("no agent command printed; got {banner:?}");
+        });
     let token = std::fs::read_to_string(dir.join("relay-data/agent-token")).expect("token kept");
     let command = banner
         .iter()
@@ -145,12 +89,8 @@ fn plain_start_prints_the_agent_command_and_keeps_its_token_and_certificate() {
     );
     assert!(dir.join("relay-data/tls/self-signed-cert.pem").exists());
 
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(term.success());
-    let (status, stderr) = wait(child);
+    terminate(&child);
+    let (status, stderr) = RELAY.wait(child);
     assert!(status.success(), "SIGTERM should exit 0: {stderr}");
 }
 
@@ -158,9 +98,7 @@ fn plain_start_prints_the_agent_command_and_keeps_its_token_and_certificate() {
 /// process behind.
 struct Server {
     child: Child,
-    /// Everything the process writes to stderr, read to its end on another thread so that a
-    /// chatty relay never blocks on a full pipe.
-    stderr: Option<JoinHandle<String>>,
+    stderr: Stderr,
 }
 
 impl Server {
@@ -168,35 +106,15 @@ impl Server {
     /// line, which it prints once its ports are bound and its store is open.
     fn start(args: &[&str], cwd: &Path) -> Self {
         let mut child = relay(args, cwd).spawn().expect("start relay-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut text);
-            text
-        });
-        let (lines_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
-            }
-        });
-        let mut server = Self {
-            child,
-            stderr: Some(stderr),
-        };
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains(" listening on ") => return server,
-                Ok(_) => {}
-                // Timed out, or stdout closed because the relay exited.
-                Err(_) => {
-                    server.kill();
-                    panic!("relay-server did not start: {}", server.stderr());
-                }
-            }
+        let lines = Lines::of(&mut child);
+        let stderr = Stderr::of(&mut child);
+        let mut server = Self { child, stderr };
+        // Timed out, or stdout closed because the relay exited.
+        if lines.until(|line| line.contains(" listening on ")).is_err() {
+            server.kill();
+            panic!("relay-server did not start: {}", server.stderr());
         }
+        server
     }
 
     /// Kills the process with SIGKILL (what `Child::kill` sends on Unix): no signal handler, no
@@ -208,11 +126,7 @@ impl Server {
 
     /// Sends SIGTERM, as systemd and `docker stop` do, and waits for the exit.
     fn terminate(&mut self) -> ExitStatus {
-        let term = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(term.success());
+        terminate(&self.child);
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -231,10 +145,7 @@ impl Server {
 
     /// What the process wrote to stderr; call it once the process has exited.
     fn stderr(&mut self) -> String {
-        self.stderr
-            .take()
-            .map(|reader| reader.join().unwrap_or_default())
-            .unwrap_or_default()
+        self.stderr.text()
     }
 }
 
@@ -414,5 +325,33 @@ fn kill_9_loses_no_update_the_relay_answered_200_for() {
     assert!(
         status.success(),
         "SIGTERM should exit 0: {status}: {stderr}"
+    );
+}
+
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    let dir = temp_dir("no-ansi");
+    let mut child = relay(
+        &[
+            "--no-tls",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &dir,
+    )
+    .env("RUST_LOG", "info")
+    .spawn()
+    .expect("start relay-server");
+    let started = Lines::of(&mut child).until(|line| line.contains(" listening on "));
+    terminate(&child);
+    let (status, stderr) = RELAY.wait(child);
+    assert!(started.is_ok(), "relay-server did not start: {stderr}");
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("relay listening"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in a log that is not a terminal: {stderr:?}"
     );
 }

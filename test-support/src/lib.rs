@@ -3,10 +3,18 @@
 //! It depends on no crate of the workspace, so any of them can use it as a dev-dependency.
 //!
 //! # Layout
+//! - [`bot`]: [`TestBot`], a local bot that records what reaches it and answers as told.
+//! - [`process`]: running the binaries: clean environment, deadlines, SIGTERM, output.
 //! - [`temp_dir`]: a fresh directory per fixture.
+
+pub mod bot;
+pub mod process;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use bot::{Answer, IntoAnswer, Received, TestBot, respond};
+pub use process::{DEADLINE, Lines, Program, Stderr, terminate};
 
 /// A fresh, empty directory under the system temp dir, unique per call and per process.
 pub fn temp_dir(label: &str) -> PathBuf {

@@ -31,8 +31,6 @@ use tokio::sync::{mpsc, oneshot};
 pub use error::StoreError;
 pub use record::{MAX_RECORD_LEN, NewUpdate, StoredUpdate};
 
-use error::corrupt;
-
 use op::{Op, Reply};
 use record::Fields;
 use writer::{Counters, Writer};
