@@ -7,12 +7,12 @@
 //! # Layout
 //! - [`relay`]: [`TestRelay`], a relay-server on its own runtime.
 //! - [`agent`]: [`TestAgent`], a relay-agent on its own runtime.
-//! - [`bot`]: [`TestBot`], a local bot that records what reaches it and answers as told.
+//! - [`TestBot`] (from `test-support`): a local bot that records what reaches it and answers
+//!   as told.
 //! - [`telegram`]: [`FakeTelegram`], which sends webhooks the way Telegram does.
 //! - [`bot_api`]: [`FakeBotApi`], a Bot API server that records the calls the agent makes.
 
 pub mod agent;
-pub mod bot;
 pub mod bot_api;
 pub mod relay;
 pub mod telegram;
@@ -20,10 +20,10 @@ pub mod telegram;
 use std::time::Duration;
 
 pub use agent::TestAgent;
-pub use bot::{Answer, Received, TestBot};
 pub use bot_api::{ApiCall, FakeBotApi};
 pub use relay::TestRelay;
 pub use telegram::{FakeTelegram, Reply, TelegramQueue, update_json};
+pub use test_support::{Answer, Received, TestBot, temp_dir};
 
 /// How long any fixture waits for a condition before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(15);
@@ -46,14 +46,4 @@ pub fn init_logging() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-}
-
-/// A fresh directory for one fixture's state.
-pub fn temp_dir(label: &str) -> std::path::PathBuf {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("relay-e2e-{}-{label}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
