@@ -12,6 +12,7 @@ use clap::Parser;
 use protocol::{DeliveryMode, Secret};
 use serde::Deserialize;
 
+use crate::text::one_line;
 use crate::url::{ApiUrl, BotUrl, RelayUrl};
 
 /// How many requests may be at the bot at once. Telegram opens at most 100 connections per bot
@@ -585,8 +586,8 @@ fn read_file(path: &Path) -> Result<File, ConfigError> {
             .span()
             .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
         match line {
-            Some(line) => error(format!("line {line}: {}", crate::one_line(e.message()))),
-            None => error(crate::one_line(e.message())),
+            Some(line) => error(format!("line {line}: {}", one_line(e.message()))),
+            None => error(one_line(e.message())),
         }
     })
 }

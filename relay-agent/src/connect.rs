@@ -21,6 +21,7 @@ use protocol::Tracked;
 
 use crate::config::Config;
 use crate::error::AgentError;
+use crate::text::seconds;
 use crate::url::RelayUrl;
 
 /// Bytes read from the relay's socket at a time. tungstenite zero-fills its whole read buffer
@@ -80,7 +81,7 @@ impl Dialer {
             Ok(dialed) => dialed,
             Err(_) => Err(DialError::Retry(format!(
                 "no answer within {}",
-                crate::seconds(CONNECT_TIMEOUT)
+                seconds(CONNECT_TIMEOUT)
             ))),
         }
     }

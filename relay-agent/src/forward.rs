@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::text::{chain, seconds};
 use crate::url::BotUrl;
 
 /// How long connecting to a bot may take. Bots sit on this machine or network and accept in
@@ -118,7 +119,7 @@ impl Forwarder {
             let reason = format!(
                 "all {} request slots stayed busy for {}",
                 self.max_concurrency,
-                crate::seconds(budget)
+                seconds(budget)
             );
             return Err((FailureKind::Overloaded, reason));
         };
@@ -126,7 +127,7 @@ impl Forwarder {
             tokio::time::timeout_at(deadline, self.round_trip(url, outgoing, max_body))
                 .await
                 .map_err(|_| {
-                    let reason = format!("bot did not answer within {}", crate::seconds(budget));
+                    let reason = format!("bot did not answer within {}", seconds(budget));
                     (FailureKind::BotTimeout, reason)
                 })??;
         Ok(Response {
@@ -232,18 +233,6 @@ fn response_headers(headers: &HeaderMap) -> Vec<protocol::Header> {
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     protocol::is_hop_by_hop(name.as_str())
-}
-
-/// An error and its causes on one line; hyper's top-level messages alone say little.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

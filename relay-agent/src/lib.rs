@@ -15,6 +15,7 @@
 //! - [`stats`]: counters of duplicates and replies.
 //! - [`backoff`]: jittered exponential delays between reconnects.
 //! - [`error`]: the reasons the agent stops for good.
+//! - [`text`]: durations, peers' text and error chains, each written on one line.
 //!
 //! [`run`] ties them together: dial, run a session, and on a retryable ending wait and dial again.
 
@@ -30,6 +31,7 @@ pub mod idlog;
 pub mod reply;
 pub mod session;
 pub mod stats;
+pub mod text;
 pub mod url;
 
 #[cfg(test)]
@@ -39,10 +41,8 @@ mod test_dir;
 #[cfg(test)]
 mod test_relay;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use protocol::{Hello, PROTOCOL_VERSION};
+use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +54,7 @@ use backoff::{Backoff, HEALTHY_SESSION};
 use connect::{DialError, Dialer};
 use handler::Handler;
 use session::{Ended, Settings};
+use text::seconds;
 
 /// This build's name and version, sent in the hello for the relay's logs.
 pub const SOFTWARE: &str = concat!("relay-agent ", env!("CARGO_PKG_VERSION"));
@@ -189,16 +190,6 @@ async fn serve(
             () = tokio::time::sleep(delay) => {}
         }
     }
-}
-
-/// A duration for people: `0.4s`, `30s`, `29.5s`.
-pub(crate) fn seconds(duration: Duration) -> String {
-    format!("{}s", (duration.as_secs_f64() * 10.0).round() / 10.0)
-}
-
-/// Text from a peer or a library squeezed onto one line, as every agent message is.
-pub(crate) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

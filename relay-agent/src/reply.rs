@@ -20,6 +20,7 @@ use crate::api::ApiClient;
 use crate::config::{Config, bot_token_env};
 use crate::error::AgentError;
 use crate::stats::{Counter, Stats};
+use crate::text::{chain, one_line, seconds};
 use crate::url::ApiUrl;
 
 /// How long one Bot API call may take, connection included. The Bot API answers in well under a
@@ -174,12 +175,7 @@ impl Replier {
             self.call(client, token, &call, answer.body.clone()),
         )
         .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no answer within {}",
-                crate::seconds(API_CALL_TIMEOUT)
-            ))
-        });
+        .unwrap_or_else(|_| Err(format!("no answer within {}", seconds(API_CALL_TIMEOUT))));
         let url = self.api_url.masked(method);
         match made {
             Ok(()) => {
@@ -189,7 +185,7 @@ impl Replier {
             }
             Err(reason) => {
                 // Library errors could quote the URL; the token never goes into a log.
-                let reason = crate::one_line(&reason.replace(token.expose(), "***"));
+                let reason = one_line(&reason.replace(token.expose(), "***"));
                 self.stats.count(Counter::ReplyFailed);
                 tracing::warn!(bot, update = update_id, method, %url, %reason, "the bot's reply to a stored update failed");
                 Outcome::Failed(reason)
@@ -221,7 +217,7 @@ impl Replier {
         let response = client
             .request(request)
             .await
-            .map_err(|error| crate::forward::chain(&error))?;
+            .map_err(|error| chain(&error))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_API_ANSWER_BYTES)
             .collect()

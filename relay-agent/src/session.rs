@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use crate::error::AgentError;
 use crate::handler::Handler;
+use crate::text::{one_line, seconds};
 
 /// How long the relay may take to answer the hello. It answers at once when healthy; one that
 /// upgraded the connection but says nothing for 10 s is stuck, and a fresh dial is the cure.
@@ -176,7 +177,7 @@ impl Link {
             Err(_) => {
                 let reason = format!(
                     "relay did not answer the hello within {}",
-                    crate::seconds(HELLO_TIMEOUT)
+                    seconds(HELLO_TIMEOUT)
                 );
                 return Err(Ending::Lost(reason));
             }
@@ -279,17 +280,17 @@ impl Link {
         match error {
             LinkError::Dead(after) => Ending::Lost(format!(
                 "relay stopped answering (nothing for {})",
-                crate::seconds(after)
+                seconds(after)
             )),
             LinkError::Closed {
                 code: GOING_AWAY, ..
             } => Ending::Lost("relay is going away (restarting or shutting down)".into()),
             LinkError::Closed { code, reason } if close::is_fatal(code) => {
-                Ending::Fatal(AgentError::from_close(code, crate::one_line(&reason)))
+                Ending::Fatal(AgentError::from_close(code, one_line(&reason)))
             }
             LinkError::Closed { code, reason } => Ending::Lost(format!(
                 "relay closed the connection (code {code}: {})",
-                crate::one_line(&reason)
+                one_line(&reason)
             )),
             LinkError::Ended => Ending::Lost("connection closed without a close frame".into()),
             LinkError::Transport(error) => Ending::Lost(format!("websocket: {error}")),
