@@ -13,7 +13,7 @@ use protocol::{DeliveryMode, Secret};
 use serde::Deserialize;
 
 use crate::text::one_line;
-use crate::url::{ApiUrl, BotUrl, RelayUrl};
+use crate::url::{ApiUrl, BotUrl, RelayUrl, UrlError};
 
 /// How many requests may be at the bot at once. Telegram opens at most 100 connections per bot
 /// (`max_connections` ≤ 100), so 100 never holds back a single bot.
@@ -218,14 +218,9 @@ pub enum ConfigError {
     /// No relay URL anywhere.
     #[error("no relay URL: pass --relay wss://HOST:PORT (or set relay in the config file)")]
     MissingRelay,
-    /// The relay URL does not parse or is not ws/wss.
-    #[error("relay URL '{url}' {reason}: pass --relay ws://HOST[:PORT] or wss://HOST[:PORT]")]
-    RelayUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    /// A relay or Bot API URL that is not usable.
+    #[error(transparent)]
+    Url(#[from] UrlError),
     /// No token anywhere.
     #[error("no agent token: pass --token, set RELAY_AGENT_TOKEN, or set token in the config file")]
     MissingToken,
@@ -244,22 +239,12 @@ pub enum ConfigError {
     #[error("bot name '{0}' is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -")]
     BotName(String),
     /// A bot URL that is not plain HTTP with a host.
-    #[error("bot '{bot}' URL '{url}' {reason}")]
+    #[error("bot '{bot}' {error}")]
     BotUrl {
         /// The bot's name.
         bot: String,
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it and what to use instead.
-        reason: &'static str,
-    },
-    /// A Bot API URL that is not http(s) with a host.
-    #[error("--api-url '{url}' {reason}")]
-    ApiUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
+        /// What is wrong with the URL, which it quotes.
+        error: UrlError,
     },
     /// A `--bot-token` value without `=`. The value is not repeated: it may be a token.
     #[error("a --bot-token value is not NAME=TOKEN: write it like --bot-token echo=123456:ABC...")]
@@ -399,12 +384,7 @@ impl Config {
         let api_url = cli
             .api_url
             .or(file.api_url)
-            .map(|url| {
-                ApiUrl::parse(&url).map_err(|reason| ConfigError::ApiUrl {
-                    url: url.clone(),
-                    reason,
-                })
-            })
+            .map(|url| ApiUrl::parse(&url))
             .transpose()?
             .unwrap_or_default();
         let config = Config {
@@ -503,10 +483,9 @@ impl Config {
 
 fn bot(name: String, url: &str) -> Result<Bot, ConfigError> {
     check_bot_name(&name)?;
-    let url = BotUrl::parse(url).map_err(|reason| ConfigError::BotUrl {
+    let url = BotUrl::parse(url).map_err(|error| ConfigError::BotUrl {
         bot: name.clone(),
-        url: url.to_owned(),
-        reason,
+        error,
     })?;
     Ok(Bot {
         name,

@@ -108,6 +108,36 @@ fn bad_bot_flags_are_refused_with_one_line() {
     ));
 }
 
+/// The URL messages, word for word: they are what a user reads on a typo.
+#[test]
+fn url_errors_quote_the_url_and_say_what_to_write() {
+    let error = with_base(&["--bot", "echo=127.0.0.1:8080"]).expect_err("no scheme");
+    assert_eq!(
+        error.to_string(),
+        "bot 'echo' URL '127.0.0.1:8080' does not start with http://: write it like \
+         http://127.0.0.1:8080/webhook"
+    );
+    let error = config(&[
+        "--relay",
+        "https://r.example.com",
+        "--token",
+        "t",
+        "--bot",
+        "e=http://b/",
+    ])
+    .expect_err("https relay");
+    assert_eq!(
+        error.to_string(),
+        "relay URL 'https://r.example.com' uses http(s): pass --relay ws://HOST[:PORT] or \
+         wss://HOST[:PORT]"
+    );
+    let error = with_base(&["--bot", "e=http://b/", "--api-url", "ftp://x"]).expect_err("ftp");
+    assert_eq!(
+        error.to_string(),
+        "--api-url 'ftp://x' does not start with https:// or http://"
+    );
+}
+
 #[test]
 fn relay_url_and_tunables_are_validated() {
     let bot = ["--bot", "echo=http://127.0.0.1:8080/"];

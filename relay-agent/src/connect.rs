@@ -19,10 +19,10 @@ use tokio_util::either::Either;
 
 use protocol::Tracked;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::error::AgentError;
 use crate::text::seconds;
-use crate::url::RelayUrl;
+use crate::url::{RelayUrl, UrlError};
 
 /// Bytes read from the relay's socket at a time. tungstenite zero-fills its whole read buffer
 /// before every read, which at its default of 128 KiB was a visible memset per request in
@@ -129,13 +129,13 @@ impl Dialer {
     fn request(&self) -> Result<tungstenite::handshake::client::Request, AgentError> {
         let endpoint = self.relay.endpoint();
         let mut request = endpoint.as_str().into_client_request().map_err(|_| {
-            crate::config::ConfigError::RelayUrl {
+            ConfigError::from(UrlError::Relay {
                 url: self.relay.to_string(),
                 reason: "cannot be turned into a WebSocket request",
-            }
+            })
         })?;
         let mut bearer = HeaderValue::try_from(format!("Bearer {}", self.token.expose()))
-            .map_err(|_| crate::config::ConfigError::Token("is not a valid HTTP header value"))?;
+            .map_err(|_| ConfigError::Token("is not a valid HTTP header value"))?;
         bearer.set_sensitive(true);
         request.headers_mut().insert(AUTHORIZATION, bearer);
         Ok(request)
