@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use protocol::{DeliveryMode, Secret};
+use protocol::{DeliveryMode, Secret, bot_name};
 use serde::Deserialize;
 
 use crate::text::one_line;
@@ -170,7 +170,7 @@ struct FileBot {
 /// A bot this agent serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bot {
-    /// The bot's name on the relay (`[A-Za-z0-9_-]{1,64}`).
+    /// The bot's name on the relay, following [`bot_name::RULE`].
     pub name: String,
     /// Where the bot listens for webhook requests.
     pub url: BotUrl,
@@ -235,8 +235,8 @@ pub enum ConfigError {
     /// A `--bot` value without `=`.
     #[error("--bot '{0}' is not NAME=URL: write it like --bot echo=http://127.0.0.1:8080/webhook")]
     BotSpec(String),
-    /// A bot name outside `[A-Za-z0-9_-]{1,64}`.
-    #[error("bot name '{0}' is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -")]
+    /// A bot name that breaks the rule both sides apply ([`bot_name::RULE`]).
+    #[error("bot name '{0}' is invalid: use {rule}", rule = bot_name::RULE)]
     BotName(String),
     /// A bot URL that is not plain HTTP with a host.
     #[error("bot '{bot}' {error}")]
@@ -526,11 +526,7 @@ fn check_bot_token(bot: &str, token: &Secret) -> Result<(), ConfigError> {
 }
 
 fn check_bot_name(name: &str) -> Result<(), ConfigError> {
-    let valid = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if valid {
+    if bot_name::is_valid(name) {
         Ok(())
     } else {
         Err(ConfigError::BotName(name.to_owned()))

@@ -138,6 +138,16 @@ fn url_errors_quote_the_url_and_say_what_to_write() {
     );
 }
 
+/// The bot-name rule is protocol's; the message reads as it always has.
+#[test]
+fn bad_bot_names_say_the_rule() {
+    let error = with_base(&["--bot", "a.b=http://127.0.0.1/"]).expect_err("dot");
+    assert_eq!(
+        error.to_string(),
+        "bot name 'a.b' is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"
+    );
+}
+
 #[test]
 fn relay_url_and_tunables_are_validated() {
     let bot = ["--bot", "echo=http://127.0.0.1:8080/"];

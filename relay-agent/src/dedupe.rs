@@ -274,7 +274,8 @@ impl BotWindow {
         }
     }
 
-    /// Loads `dir/<bot>.ids`. Bot names are `[A-Za-z0-9_-]{1,64}`, so they are safe file names.
+    /// Loads `dir/<bot>.ids`. Bot names follow [`protocol::bot_name::RULE`], so they are safe
+    /// file names.
     fn load(dir: &Path, bot: &str, capacity: usize) -> Result<BotWindow, AgentError> {
         let path = dir.join(format!("{bot}.ids"));
         let error = |what: &str, e: std::io::Error| AgentError::StateDir {
