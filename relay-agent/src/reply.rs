@@ -103,6 +103,35 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// Why a call failed. The message goes to the log and into [`Outcome::Failed`], once the token
+/// is masked out of it.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    /// The method URL cannot be built from the base URL, token and method.
+    #[error("cannot build the URL: {0}")]
+    Url(http::Error),
+    /// The bot's `Content-Type` cannot be sent on.
+    #[error("the answer's Content-Type is not a valid header value")]
+    ContentType,
+    /// The request failed on its way (connect, TLS, I/O): the error and its causes on one line.
+    #[error("{0}")]
+    Transport(String),
+    /// The Bot API refused the call, saying why.
+    #[error("HTTP {status}: {description}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The Bot API's `description`.
+        description: String,
+    },
+    /// The server answered with something other than a Bot API answer.
+    #[error("HTTP {0} without a Bot API answer")]
+    NotBotApi(u16),
+    /// No answer within [`API_CALL_TIMEOUT`].
+    #[error("no answer within {}", seconds(API_CALL_TIMEOUT))]
+    Timeout,
+}
+
 /// Makes the calls in bots' answers to stored updates.
 #[derive(Debug)]
 pub struct Replier {
@@ -175,7 +204,7 @@ impl Replier {
             self.call(client, token, &call, answer.body.clone()),
         )
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {}", seconds(API_CALL_TIMEOUT))));
+        .unwrap_or(Err(CallError::Timeout));
         let url = self.api_url.masked(method);
         match made {
             Ok(()) => {
@@ -183,9 +212,9 @@ impl Replier {
                 tracing::info!(bot, update = update_id, method, %url, "made the bot's reply to a stored update");
                 Outcome::Ok
             }
-            Err(reason) => {
+            Err(error) => {
                 // Library errors could quote the URL; the token never goes into a log.
-                let reason = one_line(&reason.replace(token.expose(), "***"));
+                let reason = one_line(&error.to_string().replace(token.expose(), "***"));
                 self.stats.count(Counter::ReplyFailed);
                 tracing::warn!(bot, update = update_id, method, %url, %reason, "the bot's reply to a stored update failed");
                 Outcome::Failed(reason)
@@ -203,21 +232,21 @@ impl Replier {
         token: &Secret,
         call: &Call,
         body: Bytes,
-    ) -> Result<(), String> {
+    ) -> Result<(), CallError> {
         let uri = self
             .api_url
             .method(token, &call.method)
-            .map_err(|error| format!("cannot build the URL: {error}"))?;
+            .map_err(CallError::Url)?;
         let mut request = http::Request::new(Full::new(body));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = uri;
         let content_type = http::HeaderValue::from_maybe_shared(call.content_type.clone())
-            .map_err(|_| "the answer's Content-Type is not a valid header value".to_owned())?;
+            .map_err(|_| CallError::ContentType)?;
         request.headers_mut().insert(CONTENT_TYPE, content_type);
         let response = client
             .request(request)
             .await
-            .map_err(|error| chain(&error))?;
+            .map_err(|error| CallError::Transport(chain(&error)))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_API_ANSWER_BYTES)
             .collect()
@@ -232,9 +261,13 @@ impl Replier {
         let description = answer
             .as_ref()
             .and_then(|a| a.get("description")?.as_str().map(str::to_owned));
+        let status = status.as_u16();
         Err(match description {
-            Some(description) => format!("HTTP {}: {description}", status.as_u16()),
-            None => format!("HTTP {} without a Bot API answer", status.as_u16()),
+            Some(description) => CallError::Refused {
+                status,
+                description,
+            },
+            None => CallError::NotBotApi(status),
         })
     }
 }
