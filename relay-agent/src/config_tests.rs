@@ -1,5 +1,9 @@
 //! Tests for [`super`]: flags, the file, their merge, and every validation message being one line.
 
+use std::path::Path;
+
+use clap::Parser;
+
 use super::*;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml");
