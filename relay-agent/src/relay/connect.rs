@@ -1,15 +1,13 @@
 //! Dialing the relay: TCP, TLS for `wss://`, and the WebSocket upgrade carrying the bearer token,
 //! all under one deadline. Also decides which dial failures are worth retrying.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
 use http::header::AUTHORIZATION;
 use protocol::Secret;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -22,6 +20,7 @@ use protocol::Tracked;
 use crate::config::{Config, ConfigError};
 use crate::error::AgentError;
 use crate::text::seconds;
+use crate::tls;
 use crate::url::{RelayUrl, UrlError};
 
 /// Bytes read from the relay's socket at a time. tungstenite zero-fills its whole read buffer
@@ -61,7 +60,7 @@ impl Dialer {
     /// A dialer for `config`'s relay; reads the system roots and `--ca` when the relay is `wss://`.
     pub fn new(config: &Config) -> Result<Dialer, AgentError> {
         let tls = if config.relay.is_tls() {
-            Some(tls_config(config.ca.as_deref())?)
+            Some(tls::client_config(config.ca.as_deref())?)
         } else {
             if let Some(ca) = &config.ca {
                 tracing::warn!(ca = %ca.display(), "--ca is ignored: the relay URL is ws://, not wss://");
@@ -169,42 +168,4 @@ fn untrusted(error: &std::io::Error) -> Option<AgentError> {
         }),
         _ => None,
     }
-}
-
-/// The TLS client settings: ring, TLS 1.2+, the system's roots plus every certificate in `ca`.
-pub fn tls_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, AgentError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(%error, "skipping unreadable system root certificates");
-    }
-    let (added, ignored) = roots.add_parsable_certificates(native.certs);
-    tracing::debug!(added, ignored, "loaded system root certificates");
-    if let Some(path) = ca {
-        let ca_error = |reason: String| AgentError::CaFile {
-            path: path.to_owned(),
-            reason,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|error| ca_error(format!("cannot read it ({error})")))?;
-        let mut found = 0;
-        for cert in certs {
-            let cert = cert.map_err(|error| ca_error(format!("not valid PEM ({error})")))?;
-            roots
-                .add(cert)
-                .map_err(|error| ca_error(format!("holds an unusable certificate ({error})")))?;
-            found += 1;
-        }
-        if found == 0 {
-            return Err(ca_error("holds no PEM certificate".into()));
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|error| AgentError::Tls(error.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
 }

@@ -3,8 +3,8 @@
 
 use std::io::Write;
 
+use super::idlog::{self, Damage, MAGIC, RECORD_LEN};
 use super::*;
-use crate::idlog::{self, Damage, MAGIC, RECORD_LEN};
 use crate::test_dir::TestDir;
 
 fn limits(ids_per_bot: usize) -> Limits {

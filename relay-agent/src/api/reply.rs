@@ -16,7 +16,7 @@ use http::header::CONTENT_TYPE;
 use http_body_util::{BodyExt, Full, Limited};
 use protocol::{Header, Response, Secret};
 
-use crate::api::ApiClient;
+use crate::api::client::{self, ApiClient};
 use crate::config::{Config, bot_token_env};
 use crate::error::AgentError;
 use crate::stats::{Counter, Stats};
@@ -155,7 +155,7 @@ impl Replier {
         let client = if tokens.is_empty() {
             None
         } else {
-            Some(crate::api::client(&config.api_url)?)
+            Some(client::build(&config.api_url)?)
         };
         Ok(Replier {
             api_url: config.api_url.clone(),

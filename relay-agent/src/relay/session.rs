@@ -20,8 +20,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::bot::handler::Handler;
 use crate::error::AgentError;
-use crate::handler::Handler;
 use crate::text::{one_line, seconds};
 
 /// How long the relay may take to answer the hello. It answers at once when healthy; one that

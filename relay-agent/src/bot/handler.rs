@@ -24,7 +24,7 @@
 //!   so **that one reply is lost** (replies are at-most-once).
 //! - Crash after the call and before the relay gets the answer: the redelivery is a duplicate,
 //!   acknowledged without calling the bot or repeating the call.
-//! - Machine crash: see [`crate::dedupe`] for the ids of the last [`SYNC_INTERVAL`].
+//! - Machine crash: see [`crate::bot::dedupe`] for the ids of the last [`SYNC_INTERVAL`].
 //!
 //! For a stored update, steps 3 and 4 run as a task of their own, so that a `Cancel` from the
 //! relay (its deadline passed), which aborts the request's task, cannot stop the agent between
@@ -40,11 +40,11 @@ use protocol::{Delivery, Failure, FailureKind, Frame, Request, Response};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::api::reply::{API_CALL_TIMEOUT, Replier};
+use crate::bot::dedupe::{self, Answer, Dedupe, Limits};
+use crate::bot::forward::Forwarder;
 use crate::config::Config;
-use crate::dedupe::{Answer, Dedupe, Limits};
 use crate::error::AgentError;
-use crate::forward::Forwarder;
-use crate::reply::{API_CALL_TIMEOUT, Replier};
 use crate::stats::{Counter, Stats};
 
 /// How often recorded ids are synced to disk. Each record reaches the OS at once, which is enough
@@ -93,7 +93,8 @@ impl Handler {
         })
     }
 
-    /// The counters this handler updates.
+    /// The counters this handler updates, for tests.
+    #[cfg(test)]
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
@@ -102,7 +103,7 @@ impl Handler {
     /// relay. Bot response bodies over `max_body` bytes are refused.
     pub async fn handle(&self, request: Request, max_body: usize) -> Frame {
         let (id, delivery, update_id) = (request.id, request.delivery, request.update_id);
-        let key = update_id.map(|update_id| crate::dedupe::key(update_id, &request.body));
+        let key = update_id.map(|update_id| dedupe::key(update_id, &request.body));
         let bot = request.bot.clone();
         if let (Some(update_id), Some(key)) = (update_id, key)
             && self.dedupe.contains(&bot, key)

@@ -5,7 +5,7 @@
 //! # What survives what
 //! An id is recorded right after the bot's 2xx answer and before the agent answers the relay.
 //! Each record is handed to the OS at once ([`IdLog::append`]), so **killing the agent loses
-//! nothing recorded**. The files are synced to disk every [`crate::handler::SYNC_INTERVAL`] and
+//! nothing recorded**. The files are synced to disk every [`crate::bot::handler::SYNC_INTERVAL`] and
 //! when the agent stops, so **a machine crash (power loss, kernel panic) may lose the ids recorded
 //! in the last second or so**: those updates reach the bot again if the relay had not yet got the
 //! agent's answer for them. One window cannot be closed at all: if the agent dies after the bot
@@ -14,6 +14,8 @@
 //!
 //! The live answers are kept in memory only: after a restart a Telegram retry of an update the
 //! bot already answered gets an empty 200 (marked `x-relay-duplicate: 1`) instead.
+
+mod idlog;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -24,7 +26,7 @@ use bytes::Bytes;
 use protocol::Header;
 
 use crate::error::AgentError;
-use crate::idlog::{self, IdLog, Prepared, Unsynced};
+use idlog::{IdLog, Prepared, Unsynced};
 
 /// How many update ids each bot's window holds; older ids are forgotten first.
 ///
