@@ -12,7 +12,9 @@
 //!   - [`bot::handler`]: one request: duplicate check, forward, record, reply, answer.
 //!   - [`bot::forward`]: the pooled HTTP client that delivers requests to the bots.
 //!   - [`bot::dedupe`]: per bot, the update ids already answered, and recent live answers.
-//!   - [`bot::dedupe::idlog`]: the file that keeps a bot's ids on disk.
+//!   - [`bot::dedupe::window`]: one bot's window of answered ids, and its file.
+//!   - [`bot::dedupe::answers`]: the recent live answers a Telegram retry gets again.
+//!   - [`bot::dedupe::idlog`]: the file format that keeps a bot's ids on disk.
 //! - [`api`]: Bot API calls made on a bot's behalf.
 //!   - [`api::reply`]: the calls in bots' answers to stored updates, made with the bot's token.
 //!   - [`api::client`]: the pooled HTTPS client for the Bot API.

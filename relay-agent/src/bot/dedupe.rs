@@ -1,6 +1,8 @@
 //! The duplicate windows: per bot, the update ids the bot has already answered with a 2xx, kept in
 //! the state directory across restarts; and a bounded memory of recent live answers, so that a
-//! Telegram retry gets the same answer again.
+//! Telegram retry gets the same answer again. [`Dedupe`] owns the state directory and its lock and
+//! hands out the work; one bot's window is in [`window`], the live answers in [`answers`], the
+//! file format in [`idlog`]. Imports only those and [`crate::error`].
 //!
 //! # What survives what
 //! An id is recorded right after the bot's 2xx answer and before the agent answers the relay.
@@ -15,18 +17,21 @@
 //! The live answers are kept in memory only: after a restart a Telegram retry of an update the
 //! bot already answered gets an empty 200 (marked `x-relay-duplicate: 1`) instead.
 
+mod answers;
 mod idlog;
+mod window;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use bytes::Bytes;
-use protocol::Header;
+pub(crate) use answers::Answer;
+use answers::AnswerCache;
+use idlog::Prepared;
+use window::{BotWindow, Maintenance};
 
 use crate::error::AgentError;
-use idlog::{IdLog, Prepared, Unsynced};
 
 /// How many update ids each bot's window holds; older ids are forgotten first.
 ///
@@ -45,9 +50,6 @@ pub const LIVE_ANSWERS_MAX: usize = 10_000;
 /// with large bodies cannot grow the agent's memory: 32 MiB. Most answers are empty or a small
 /// JSON method call, so the count limit usually applies first.
 pub const LIVE_ANSWER_BYTES_MAX: usize = 32 * 1024 * 1024;
-
-/// What one remembered answer costs besides its bytes: its key, the map and queue slots.
-const ANSWER_OVERHEAD: usize = 96;
 
 /// The file in the state directory that an agent holds locked while it runs.
 const LOCK_FILE: &str = "lock";
@@ -86,29 +88,6 @@ impl Default for Limits {
     }
 }
 
-/// A bot's answer as the relay got it the first time: status, headers and body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// The status code.
-    pub status: u16,
-    /// The headers, in order.
-    pub headers: Vec<Header>,
-    /// The body.
-    pub body: Bytes,
-}
-
-impl Answer {
-    /// The bytes this answer keeps alive, for the memory bound.
-    fn size(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(name, value)| name.len() + value.len())
-            .sum();
-        self.body.len() + headers + ANSWER_OVERHEAD
-    }
-}
-
 /// The duplicate windows of all of an agent's bots. Cheap to clone; all clones share the state.
 #[derive(Debug, Clone)]
 pub struct Dedupe {
@@ -140,7 +119,10 @@ impl Dedupe {
         Ok(Dedupe {
             inner: Arc::new(Inner {
                 bots: windows,
-                answers: Mutex::new(AnswerCache::new(limits)),
+                answers: Mutex::new(AnswerCache::new(
+                    limits.live_answers,
+                    limits.live_answer_bytes,
+                )),
                 _lock: lock,
             }),
         })
@@ -151,7 +133,7 @@ impl Dedupe {
         self.inner
             .bots
             .get(bot)
-            .is_some_and(|window| lock(window).window.contains(update_id))
+            .is_some_and(|window| lock(window).contains(update_id))
     }
 
     /// The live answer `bot` gave to `update_id`, if it is still remembered.
@@ -239,236 +221,6 @@ fn lock_dir(dir: &Path) -> Result<File, AgentError> {
         }
     }
     Ok(file)
-}
-
-/// One bot's window and its file.
-#[derive(Debug)]
-struct BotWindow {
-    bot: String,
-    window: Window,
-    log: Option<IdLog>,
-    /// The last write or sync failed: the file may end in a partial record or have lost pages,
-    /// so nothing more is appended until the next sync has replaced it.
-    failing: bool,
-}
-
-/// What [`Dedupe::sync`] has to do for one window, decided under its lock and done without it.
-#[derive(Debug)]
-enum Maintenance {
-    Nothing,
-    /// Flush the appended records.
-    Sync(Unsynced),
-    /// Write the file anew with `ids`, the window at the time of `mark`.
-    Rewrite {
-        path: PathBuf,
-        ids: Vec<i64>,
-        mark: u64,
-    },
-}
-
-impl BotWindow {
-    fn in_memory(bot: &str, capacity: usize) -> BotWindow {
-        BotWindow {
-            bot: bot.to_owned(),
-            window: Window::new(capacity),
-            log: None,
-            failing: false,
-        }
-    }
-
-    /// Loads `dir/<bot>.ids`. Bot names follow [`protocol::bot_name::RULE`], so they are safe
-    /// file names.
-    fn load(dir: &Path, bot: &str, capacity: usize) -> Result<BotWindow, AgentError> {
-        let path = dir.join(format!("{bot}.ids"));
-        let error = |what: &str, e: std::io::Error| AgentError::StateDir {
-            path: dir.to_owned(),
-            reason: format!("cannot {what} {} ({e})", path.display()),
-        };
-        let (ids, damage) = IdLog::read(&path).map_err(|e| error("read", e))?;
-        if let Some(damage) = &damage {
-            tracing::warn!(
-                bot,
-                path = %path.display(),
-                kept = ids.len(),
-                "the duplicate window file is damaged ({damage}); keeping the ids before the damage"
-            );
-        }
-        let mut window = Window::new(capacity);
-        for &id in &ids {
-            window.insert(id);
-        }
-        // Rewrite a new, damaged or overgrown file; append to a sound one.
-        let log = if ids.is_empty() || damage.is_some() || ids.len() > capacity {
-            IdLog::rewrite_at(&path, window.iter()).map_err(|e| error("write", e))?
-        } else {
-            IdLog::append_to(&path, ids.len()).map_err(|e| error("open", e))?
-        };
-        tracing::debug!(bot, ids = window.len(), path = %path.display(), "duplicate window loaded");
-        Ok(BotWindow {
-            bot: bot.to_owned(),
-            window,
-            log: Some(log),
-            failing: false,
-        })
-    }
-
-    fn record(&mut self, id: i64) {
-        if !self.window.insert(id) || self.failing {
-            return;
-        }
-        if let Some(log) = &mut self.log
-            && let Err(error) = log.append(id)
-        {
-            self.failed("write", &error);
-        }
-    }
-
-    /// Marks the file for a rewrite at the next sync, warning once per failing spell.
-    fn failed(&mut self, what: &str, error: &std::io::Error) {
-        if !self.failing {
-            tracing::warn!(
-                bot = self.bot,
-                %error,
-                "cannot {what} the duplicate window file; ids are kept in memory and the file is rewritten at the next sync"
-            );
-        }
-        self.failing = true;
-    }
-
-    /// Compacting at twice the window keeps the file bounded and rewrites it rarely; a failed
-    /// write or sync is repaired the same way.
-    fn maintenance(&mut self) -> Maintenance {
-        let Some(log) = &mut self.log else {
-            return Maintenance::Nothing;
-        };
-        if self.failing || log.records() >= 2 * self.window.capacity {
-            return Maintenance::Rewrite {
-                path: log.path().to_owned(),
-                ids: self.window.iter().collect(),
-                mark: self.window.inserted,
-            };
-        }
-        log.take_unsynced()
-            .map_or(Maintenance::Nothing, Maintenance::Sync)
-    }
-
-    /// Swaps in a rewritten file, adding the ids recorded since `mark`.
-    fn install(&mut self, prepared: Prepared, mark: u64) -> std::io::Result<()> {
-        self.log = Some(IdLog::install(prepared, self.window.newer_than(mark))?);
-        if std::mem::take(&mut self.failing) {
-            tracing::info!(
-                bot = self.bot,
-                "the duplicate window file is writable again"
-            );
-        }
-        Ok(())
-    }
-}
-
-/// A bounded set of ids that forgets the oldest first.
-#[derive(Debug)]
-struct Window {
-    ids: HashSet<i64>,
-    order: VecDeque<i64>,
-    capacity: usize,
-    /// Ids inserted so far, ever: a mark for "the ids added since".
-    inserted: u64,
-}
-
-impl Window {
-    fn new(capacity: usize) -> Window {
-        Window {
-            ids: HashSet::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-            inserted: 0,
-        }
-    }
-
-    fn contains(&self, id: i64) -> bool {
-        self.ids.contains(&id)
-    }
-
-    /// Adds `id`, forgetting the oldest if full; false if it was already there.
-    fn insert(&mut self, id: i64) -> bool {
-        if !self.ids.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        self.inserted += 1;
-        if self.order.len() > self.capacity
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.ids.remove(&oldest);
-        }
-        true
-    }
-
-    fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    /// Oldest first.
-    fn iter(&self) -> impl Iterator<Item = i64> + '_ {
-        self.order.iter().copied()
-    }
-
-    /// The ids inserted after `mark` (a value of `inserted`) that are still held, oldest first.
-    fn newer_than(&self, mark: u64) -> impl Iterator<Item = i64> + '_ {
-        let newer = usize::try_from(self.inserted.saturating_sub(mark)).unwrap_or(usize::MAX);
-        let skip = self.order.len().saturating_sub(newer);
-        self.order.iter().skip(skip).copied()
-    }
-}
-
-/// Recent live answers, forgotten oldest first past either bound.
-#[derive(Debug)]
-struct AnswerCache {
-    answers: HashMap<(String, i64), Answer>,
-    order: VecDeque<((String, i64), usize)>,
-    bytes: usize,
-    max_count: usize,
-    max_bytes: usize,
-}
-
-impl AnswerCache {
-    fn new(limits: Limits) -> AnswerCache {
-        AnswerCache {
-            answers: HashMap::new(),
-            order: VecDeque::new(),
-            bytes: 0,
-            max_count: limits.live_answers,
-            max_bytes: limits.live_answer_bytes,
-        }
-    }
-
-    fn get(&self, bot: &str, id: i64) -> Option<&Answer> {
-        self.answers.get(&(bot.to_owned(), id))
-    }
-
-    /// Removes and returns an answer; its bytes are released when its turn to be evicted comes.
-    fn take(&mut self, bot: &str, id: i64) -> Option<Answer> {
-        self.answers.remove(&(bot.to_owned(), id))
-    }
-
-    /// Remembers the first answer to each update; one larger than the whole bound is not kept.
-    fn insert(&mut self, bot: &str, id: i64, answer: Answer) {
-        let key = (bot.to_owned(), id);
-        let size = answer.size() + bot.len();
-        if self.max_count == 0 || size > self.max_bytes || self.answers.contains_key(&key) {
-            return;
-        }
-        while self.order.len() >= self.max_count || self.bytes + size > self.max_bytes {
-            let Some((oldest, oldest_size)) = self.order.pop_front() else {
-                break;
-            };
-            self.answers.remove(&oldest);
-            self.bytes -= oldest_size;
-        }
-        self.order.push_back((key.clone(), size));
-        self.answers.insert(key, answer);
-        self.bytes += size;
-    }
 }
 
 /// The state file of `bot` in `dir`, for tests that damage it.
