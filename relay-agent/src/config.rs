@@ -22,38 +22,38 @@ use crate::url::{ApiUrl, BotUrl, RelayUrl};
 
 /// How many requests may be at the bot at once. Telegram opens at most 100 connections per bot
 /// (`max_connections` ≤ 100), so 100 never holds back a single bot.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 100;
+pub(crate) const DEFAULT_MAX_CONCURRENCY: usize = 100;
 
 /// The largest `--max-concurrency` accepted: far past anything Telegram sends, low enough that a
 /// typo cannot turn the agent into a flood against its own bots.
-pub const MAX_CONCURRENCY_LIMIT: usize = 10_000;
+pub(crate) const MAX_CONCURRENCY_LIMIT: usize = 10_000;
 
 /// How long a bot may take to answer. Telegram gives up after 60 s and the relay sooner, so 30 s
 /// leaves room for the relay to answer with a clean 504 before Telegram retries on its own.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the relay may stay silent before the connection counts as dead. Pings go every third
 /// of it (3 s), so a vanished relay (power cut, dropped NAT mapping) is noticed within 9 s and
 /// two lost pings in a row are still tolerated. The pings cost a few bytes every 3 s.
-pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(9);
+pub(crate) const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(9);
 
 /// The shortest heartbeat timeout accepted, so that pings every third of it are not a busy loop.
-pub const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(100);
+pub(crate) const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// How long the agent keeps trying to reach the relay on its first start before it gives up: a
 /// mistyped `--relay` should fail loudly under a service manager, not retry in silence forever.
-pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The name used in the hello when neither `--name` nor the host name gives one.
-pub const FALLBACK_NAME: &str = "relay-agent";
+pub(crate) const FALLBACK_NAME: &str = "relay-agent";
 
 /// Where the agent keeps its state when neither `--state-dir` nor `state_dir` says: next to where
 /// it was started, like relay-server's `./relay-data`.
-pub const DEFAULT_STATE_DIR: &str = "./relay-agent-data";
+pub(crate) const DEFAULT_STATE_DIR: &str = "./relay-agent-data";
 
 /// The environment variable that holds a bot's token is this prefix and the bot's name, upper-cased
 /// with `-` as `_`: bot `shop-bot` reads `RELAY_BOT_TOKEN_SHOP_BOT`.
-pub const BOT_TOKEN_ENV_PREFIX: &str = "RELAY_BOT_TOKEN_";
+pub(crate) const BOT_TOKEN_ENV_PREFIX: &str = "RELAY_BOT_TOKEN_";
 
 /// A bot this agent serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,7 +307,7 @@ fn bot(name: String, url: &str) -> Result<Bot, ConfigError> {
 }
 
 /// The environment variable that may hold `bot`'s token.
-pub fn bot_token_env(bot: &str) -> String {
+pub(crate) fn bot_token_env(bot: &str) -> String {
     format!(
         "{BOT_TOKEN_ENV_PREFIX}{}",
         bot.to_ascii_uppercase().replace('-', "_")

@@ -32,13 +32,13 @@ use crate::url::ApiUrl;
 
 /// How long an idle connection to the Bot API is kept. Replies to stored updates come in bursts
 /// while the relay catches up; 90 s keeps the TLS session warm through one.
-pub const API_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const API_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The pooled Bot API client.
-pub type ApiClient = Client<ApiConnector, Full<Bytes>>;
+pub(crate) type ApiClient = Client<ApiConnector, Full<Bytes>>;
 
 /// A client for `url`: reads the system's root certificates when `url` is `https://`.
-pub fn build(url: &ApiUrl) -> Result<ApiClient, AgentError> {
+pub(crate) fn build(url: &ApiUrl) -> Result<ApiClient, AgentError> {
     let tls = if url.is_tls() {
         Some(TlsConnector::from(tls::client_config(None)?))
     } else {
@@ -56,7 +56,7 @@ pub fn build(url: &ApiUrl) -> Result<ApiClient, AgentError> {
 
 /// Opens TCP connections, and TLS over them for `https://` URIs.
 #[derive(Clone)]
-pub struct ApiConnector {
+pub(crate) struct ApiConnector {
     http: HttpConnector,
     tls: Option<TlsConnector>,
 }
@@ -105,7 +105,7 @@ impl tower_service::Service<Uri> for ApiConnector {
 
 /// A connection to the Bot API, plain or TLS.
 #[derive(Debug)]
-pub struct ApiStream(Either<TcpStream, TlsStream<TcpStream>>);
+pub(crate) struct ApiStream(Either<TcpStream, TlsStream<TcpStream>>);
 
 impl Connection for ApiStream {
     fn connected(&self) -> Connected {

@@ -25,29 +25,29 @@ use crate::url::ApiUrl;
 
 /// How long one Bot API call may take, connection included. The Bot API answers in well under a
 /// second; a call that takes 10 s has failed, and the relay is waiting for the acknowledgement.
-pub const API_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const API_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most of the Bot API's answer that is read, to log its `description`. A method's result is
 /// a few KiB at most; a larger answer is not the Bot API's.
-pub const MAX_API_ANSWER_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_API_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// The longest method name accepted; Telegram's longest are about 35 characters.
 const MAX_METHOD_LEN: usize = 64;
 
 /// A Bot API call found in a bot's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Call {
+pub(crate) struct Call {
     /// The method, such as `sendMessage`.
-    pub method: String,
+    pub(crate) method: String,
     /// The answer's `Content-Type`, sent on with the body.
-    pub content_type: Bytes,
+    pub(crate) content_type: Bytes,
 }
 
 /// The call in an answer's body, if it holds one: `application/json` with a string `method`
 /// field, or `application/x-www-form-urlencoded` or `multipart/form-data` with a `method` field.
 /// Anything else (another content type, no `method`, a `method` that is not a method name, a body
 /// that does not parse) is not a call.
-pub fn parse(headers: &[Header], body: &[u8]) -> Option<Call> {
+pub(crate) fn parse(headers: &[Header], body: &[u8]) -> Option<Call> {
     let content_type = headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
@@ -79,7 +79,7 @@ pub fn parse(headers: &[Header], body: &[u8]) -> Option<Call> {
 
 /// Whether Telegram itself ignores `method` in a webhook answer: every `get*` method,
 /// `setWebhook`, `deleteWebhook`, `close` and `logOut`. Method names are case-insensitive.
-pub fn ignored(method: &str) -> bool {
+pub(crate) fn ignored(method: &str) -> bool {
     let method = method.to_ascii_lowercase();
     method.starts_with("get")
         || matches!(
@@ -90,7 +90,7 @@ pub fn ignored(method: &str) -> bool {
 
 /// What became of the answer to a stored update.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The answer holds no call.
     NoCall,
     /// A call Telegram would ignore too; not made.
@@ -134,7 +134,7 @@ enum CallError {
 
 /// Makes the calls in bots' answers to stored updates.
 #[derive(Debug)]
-pub struct Replier {
+pub(crate) struct Replier {
     api_url: ApiUrl,
     tokens: HashMap<String, Secret>,
     /// Built only when some bot has a token: without one, no call is ever made.
@@ -146,7 +146,7 @@ pub struct Replier {
 
 impl Replier {
     /// A replier for `config`'s bots and Bot API URL.
-    pub fn new(config: &Config, stats: Arc<Stats>) -> Result<Replier, AgentError> {
+    pub(crate) fn new(config: &Config, stats: Arc<Stats>) -> Result<Replier, AgentError> {
         let tokens: HashMap<_, _> = config
             .bots
             .iter()
@@ -168,7 +168,12 @@ impl Replier {
 
     /// Makes the call in `answer`, `bot`'s 2xx answer to a stored update, if it holds one;
     /// logs and counts the result.
-    pub async fn perform(&self, bot: &str, update_id: Option<i64>, answer: &Response) -> Outcome {
+    pub(crate) async fn perform(
+        &self,
+        bot: &str,
+        update_id: Option<i64>,
+        answer: &Response,
+    ) -> Outcome {
         let Some(call) = parse(&answer.headers, &answer.body) else {
             return Outcome::NoCall;
         };

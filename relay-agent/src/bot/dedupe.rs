@@ -40,16 +40,16 @@ use crate::error::AgentError;
 /// a day of a bot busy at one update a second, and far longer for a typical bot. It costs about
 /// 2.5 MiB of memory and at most 2.4 MB of disk per bot (the file is compacted at twice the
 /// window).
-pub const WINDOW_IDS_PER_BOT: usize = 100_000;
+pub(crate) const WINDOW_IDS_PER_BOT: usize = 100_000;
 
 /// How many live answers are remembered, all bots together. Telegram retries a failed webhook
 /// within seconds to a couple of minutes; 10,000 answers cover minutes of even a busy agent.
-pub const LIVE_ANSWERS_MAX: usize = 10_000;
+pub(crate) const LIVE_ANSWERS_MAX: usize = 10_000;
 
 /// How many bytes of live answers are remembered (bodies and headers), so that bots answering
 /// with large bodies cannot grow the agent's memory: 32 MiB. Most answers are empty or a small
 /// JSON method call, so the count limit usually applies first.
-pub const LIVE_ANSWER_BYTES_MAX: usize = 32 * 1024 * 1024;
+pub(crate) const LIVE_ANSWER_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 /// The file in the state directory that an agent holds locked while it runs.
 const LOCK_FILE: &str = "lock";
@@ -58,7 +58,7 @@ const LOCK_FILE: &str = "lock";
 /// 64 bits) of its body. Redeliveries and Telegram's retries carry the same bytes, so they match;
 /// a request that merely claims an `update_id` the bot has seen (a forgery sent to a bot without a
 /// secret, or Telegram's ids starting over after a long silence) does not, and reaches the bot.
-pub fn key(update_id: i64, body: &[u8]) -> i64 {
+pub(crate) fn key(update_id: i64, body: &[u8]) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in update_id.to_le_bytes().iter().chain(body) {
         hash ^= u64::from(*byte);
@@ -69,13 +69,13 @@ pub fn key(update_id: i64, body: &[u8]) -> i64 {
 
 /// The bounds of a [`Dedupe`]; [`Limits::default`] holds the constants above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Ids per bot window.
-    pub ids_per_bot: usize,
+    pub(crate) ids_per_bot: usize,
     /// Live answers remembered.
-    pub live_answers: usize,
+    pub(crate) live_answers: usize,
     /// Bytes of live answers remembered.
-    pub live_answer_bytes: usize,
+    pub(crate) live_answer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -90,7 +90,7 @@ impl Default for Limits {
 
 /// The duplicate windows of all of an agent's bots. Cheap to clone; all clones share the state.
 #[derive(Debug, Clone)]
-pub struct Dedupe {
+pub(crate) struct Dedupe {
     inner: Arc<Inner>,
 }
 
@@ -106,7 +106,11 @@ struct Inner {
 impl Dedupe {
     /// Opens the windows of `bots`, loading each from `dir` (created if missing), or in memory
     /// only when `dir` is `None`. A damaged file tail is cut off with one warning.
-    pub fn open(dir: Option<&Path>, bots: &[&str], limits: Limits) -> Result<Dedupe, AgentError> {
+    pub(crate) fn open(
+        dir: Option<&Path>,
+        bots: &[&str],
+        limits: Limits,
+    ) -> Result<Dedupe, AgentError> {
         let lock = dir.map(lock_dir).transpose()?;
         let mut windows = HashMap::with_capacity(bots.len());
         for &bot in bots {
@@ -129,7 +133,7 @@ impl Dedupe {
     }
 
     /// Whether `bot` has already answered `update_id` with a 2xx. Unknown bots have no window.
-    pub fn contains(&self, bot: &str, update_id: i64) -> bool {
+    pub(crate) fn contains(&self, bot: &str, update_id: i64) -> bool {
         self.inner
             .bots
             .get(bot)
@@ -137,13 +141,13 @@ impl Dedupe {
     }
 
     /// The live answer `bot` gave to `update_id`, if it is still remembered.
-    pub fn live_answer(&self, bot: &str, update_id: i64) -> Option<Answer> {
+    pub(crate) fn live_answer(&self, bot: &str, update_id: i64) -> Option<Answer> {
         lock(&self.inner.answers).get(bot, update_id).cloned()
     }
 
     /// Takes the remembered live answer to `update_id` out of the cache, so that what is done
     /// with it is done once.
-    pub fn take_live_answer(&self, bot: &str, update_id: i64) -> Option<Answer> {
+    pub(crate) fn take_live_answer(&self, bot: &str, update_id: i64) -> Option<Answer> {
         lock(&self.inner.answers).take(bot, update_id)
     }
 
@@ -152,7 +156,7 @@ impl Dedupe {
     /// the append is one short `write` to the page cache; everything slower (syncing, compacting,
     /// repairing after a failed write) is left to [`Dedupe::sync`]. A failed write is logged,
     /// never returned: the id stays in memory, and the next sync rewrites the file whole.
-    pub fn record(&self, bot: &str, update_id: i64, live: Option<Answer>) {
+    pub(crate) fn record(&self, bot: &str, update_id: i64, live: Option<Answer>) {
         let Some(window) = self.inner.bots.get(bot) else {
             return;
         };
@@ -166,7 +170,7 @@ impl Dedupe {
     /// their window (compaction) or whose last write failed. Blocks on the disk, so async callers
     /// run it on the blocking pool. A window is locked only to look at it and, after a rewrite, to
     /// swap the new file in, never while the disk works, so recording goes on meanwhile.
-    pub fn sync(&self) {
+    pub(crate) fn sync(&self) {
         for window in self.inner.bots.values() {
             let work = lock(window).maintenance();
             match work {

@@ -21,28 +21,28 @@ use crate::url::BotUrl;
 
 /// How long connecting to a bot may take. Bots sit on this machine or network and accept in
 /// milliseconds; a connect that hangs means packets are dropped, and waiting longer will not help.
-pub const BOT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BOT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long an idle keep-alive connection to a bot is kept. Telegram sends in bursts; 90 s keeps
 /// connections warm between bursts without holding them forever.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The largest read buffer per bot connection, which bounds a bot's response head.
-pub const MAX_BUF_SIZE: usize = 64 * 1024;
+pub(crate) const MAX_BUF_SIZE: usize = 64 * 1024;
 
 /// The agent gives up this much before the relay does, so that its clean failure reaches the
 /// relay before the relay times out on its own.
-pub const RELAY_MARGIN: Duration = Duration::from_millis(500);
+pub(crate) const RELAY_MARGIN: Duration = Duration::from_millis(500);
 
 /// The least time any forward gets, even when the relay's deadline is nearly spent.
-pub const MIN_FORWARD_TIMEOUT: Duration = Duration::from_millis(100);
+pub(crate) const MIN_FORWARD_TIMEOUT: Duration = Duration::from_millis(100);
 
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Sends relayed requests to the bots. One per agent, shared by all sessions, so that keep-alive
 /// connections and the concurrency limit outlive reconnects.
 #[derive(Debug)]
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     client: Client<HttpConnector, Full<Bytes>>,
     bots: HashMap<String, BotUrl>,
     permits: Semaphore,
@@ -55,7 +55,7 @@ type Failed = (FailureKind, String);
 
 impl Forwarder {
     /// A forwarder for `config`'s bots and limits.
-    pub fn new(config: &Config) -> Forwarder {
+    pub(crate) fn new(config: &Config) -> Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(BOT_CONNECT_TIMEOUT));
@@ -79,7 +79,7 @@ impl Forwarder {
 
     /// Delivers `request` to its bot and returns the [`Frame::Response`] or [`Frame::Failure`] to
     /// send back. Bot response bodies over `max_body` bytes are refused.
-    pub async fn forward(&self, request: Request, max_body: usize) -> Frame {
+    pub(crate) async fn forward(&self, request: Request, max_body: usize) -> Frame {
         let (id, bot, method) = (request.id, request.bot.clone(), request.method.clone());
         let started = Instant::now();
         match self.exchange(request, max_body).await {

@@ -50,19 +50,19 @@ use crate::stats::{Counter, Stats};
 /// How often recorded ids are synced to disk. Each record reaches the OS at once, which is enough
 /// to survive the agent being killed; syncing once a second bounds what a machine crash can lose
 /// without an fsync per update.
-pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the agent waits, when it stops, for Bot API calls already under way: each has its own
 /// [`API_CALL_TIMEOUT`], so this is enough for all of them.
-pub const DRAIN_TIMEOUT: Duration = API_CALL_TIMEOUT;
+pub(crate) const DRAIN_TIMEOUT: Duration = API_CALL_TIMEOUT;
 
 /// The header that marks an answer the agent gave without asking the bot.
-pub const DUPLICATE_HEADER: &str = "x-relay-duplicate";
+pub(crate) const DUPLICATE_HEADER: &str = "x-relay-duplicate";
 
 /// Handles requests for all sessions: one per agent, so that its windows, pools and counters
 /// outlive reconnects.
 #[derive(Debug)]
-pub struct Handler {
+pub(crate) struct Handler {
     forwarder: Forwarder,
     dedupe: Dedupe,
     replier: Arc<Replier>,
@@ -73,12 +73,12 @@ pub struct Handler {
 
 impl Handler {
     /// A handler for `config`: opens the state directory (if any) and builds the clients.
-    pub fn new(config: &Config, stats: Arc<Stats>) -> Result<Handler, AgentError> {
+    pub(crate) fn new(config: &Config, stats: Arc<Stats>) -> Result<Handler, AgentError> {
         Handler::with_limits(config, stats, Limits::default())
     }
 
     /// [`Handler::new`] with other duplicate-window bounds.
-    pub fn with_limits(
+    pub(crate) fn with_limits(
         config: &Config,
         stats: Arc<Stats>,
         limits: Limits,
@@ -95,13 +95,13 @@ impl Handler {
 
     /// The counters this handler updates, for tests.
     #[cfg(test)]
-    pub fn stats(&self) -> &Arc<Stats> {
+    pub(crate) fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
 
     /// Handles one request and returns the [`Frame::Response`] or [`Frame::Failure`] for the
     /// relay. Bot response bodies over `max_body` bytes are refused.
-    pub async fn handle(&self, request: Request, max_body: usize) -> Frame {
+    pub(crate) async fn handle(&self, request: Request, max_body: usize) -> Frame {
         let (id, delivery, update_id) = (request.id, request.delivery, request.update_id);
         let key = update_id.map(|update_id| dedupe::key(update_id, &request.body));
         let bot = request.bot.clone();
@@ -216,7 +216,7 @@ impl Handler {
     }
 
     /// Syncs the duplicate windows to disk.
-    pub async fn sync(&self) {
+    pub(crate) async fn sync(&self) {
         let dedupe = self.dedupe.clone();
         if let Err(error) = tokio::task::spawn_blocking(move || dedupe.sync()).await {
             tracing::warn!(%error, "syncing the duplicate windows failed");
@@ -224,7 +224,7 @@ impl Handler {
     }
 
     /// Syncs every [`SYNC_INTERVAL`] until `stop` fires.
-    pub async fn sync_until(&self, stop: tokio_util::sync::CancellationToken) {
+    pub(crate) async fn sync_until(&self, stop: tokio_util::sync::CancellationToken) {
         let mut ticks = tokio::time::interval(SYNC_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -237,7 +237,7 @@ impl Handler {
 
     /// For shutdown: waits up to [`DRAIN_TIMEOUT`] for answers being settled, syncs the windows
     /// and logs the counters.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.settling.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, self.settling.wait())
             .await

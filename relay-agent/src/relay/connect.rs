@@ -30,18 +30,18 @@ const READ_BUFFER: usize = 16 * 1024;
 
 /// How long one dial (TCP connect, TLS handshake, WebSocket upgrade) may take. A relay that has
 /// not answered in 10 s is down or unreachable; trying again soon beats waiting longer.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The byte stream under the WebSocket: plain TCP for `ws://`, TLS for `wss://`.
-pub type RelayStream = Either<TcpStream, TlsStream<TcpStream>>;
+pub(crate) type RelayStream = Either<TcpStream, TlsStream<TcpStream>>;
 
 /// A connected, upgraded socket to the relay, over a connection that notes its progress (see
 /// [`protocol::Progress`]).
-pub type RelaySocket = WebSocketStream<Tracked<RelayStream>>;
+pub(crate) type RelaySocket = WebSocketStream<Tracked<RelayStream>>;
 
 /// Why a dial failed.
 #[derive(Debug)]
-pub enum DialError {
+pub(crate) enum DialError {
     /// Trying again cannot help (wrong token, wrong URL, untrusted certificate).
     Fatal(AgentError),
     /// The relay is down, unreachable or slow; try again later. Holds a one-line description.
@@ -50,7 +50,7 @@ pub enum DialError {
 
 /// Dials the relay. Built once, so the TLS roots are read once.
 #[derive(Debug)]
-pub struct Dialer {
+pub(crate) struct Dialer {
     relay: RelayUrl,
     token: Secret,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -58,7 +58,7 @@ pub struct Dialer {
 
 impl Dialer {
     /// A dialer for `config`'s relay; reads the system roots and `--ca` when the relay is `wss://`.
-    pub fn new(config: &Config) -> Result<Dialer, AgentError> {
+    pub(crate) fn new(config: &Config) -> Result<Dialer, AgentError> {
         let tls = if config.relay.is_tls() {
             Some(tls::client_config(config.ca.as_deref())?)
         } else {
@@ -75,7 +75,7 @@ impl Dialer {
     }
 
     /// Connects, upgrades and authenticates, within [`CONNECT_TIMEOUT`].
-    pub async fn dial(&self) -> Result<RelaySocket, DialError> {
+    pub(crate) async fn dial(&self) -> Result<RelaySocket, DialError> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.dial_untimed()).await {
             Ok(dialed) => dialed,
             Err(_) => Err(DialError::Retry(format!(

@@ -26,16 +26,16 @@ use crate::text::{one_line, seconds};
 
 /// How long the relay may take to answer the hello. It answers at once when healthy; one that
 /// upgraded the connection but says nothing for 10 s is stuck, and a fresh dial is the cure.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the agent waits for its own close frame to go out when a session ends. Long enough
 /// for a healthy link; short enough that a relay that stopped reading cannot delay shutdown.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a session ended when the agent should try again; [`run`] returns the reasons it should
 /// not as an [`AgentError`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ended {
+pub(crate) enum Ended {
     /// The shutdown token fired.
     Shutdown,
     /// The relay accepted the hello and the connection was later lost; the reason is one line.
@@ -46,16 +46,16 @@ pub enum Ended {
 
 /// What the session needs to know besides the socket.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The hello to send.
-    pub hello: Hello,
+    pub(crate) hello: Hello,
     /// Silence from the relay for this long ends the session.
-    pub heartbeat_timeout: Duration,
+    pub(crate) heartbeat_timeout: Duration,
 }
 
 /// Runs one session over `socket` until it ends; `Err` only for reasons never worth a retry.
 /// `progress` comes from the [`protocol::Tracked`] connection under `socket`, if it is one.
-pub async fn run<S>(
+pub(crate) async fn run<S>(
     socket: S,
     progress: Option<Progress>,
     settings: &Settings,

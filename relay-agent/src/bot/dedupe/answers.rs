@@ -11,13 +11,13 @@ const ANSWER_OVERHEAD: usize = 96;
 
 /// A bot's answer as the relay got it the first time: status, headers and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// The status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// The headers, in order.
-    pub headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
     /// The body.
-    pub body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 impl Answer {
