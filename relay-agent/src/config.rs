@@ -1,175 +1,64 @@
-//! The agent's settings: command-line flags, the optional TOML file, and the validated [`Config`]
-//! both turn into.
+//! The agent's settings: the validated [`Config`] and its defaults, made by merging the flags
+//! ([`cli`]) with the TOML file ([`file`]); [`error`] says why a setting is refused. Imports only
+//! its own parts and [`crate::url`]; nothing here imports the rest of the agent.
 //!
 //! Flags override the file; bots from both are merged. Everything is checked once, here, so the
 //! rest of the agent works with values that are known to be usable.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod cli;
+mod error;
+mod file;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use protocol::{DeliveryMode, Secret};
-use serde::Deserialize;
+use protocol::{DeliveryMode, Secret, bot_name};
+
+pub use cli::Cli;
+pub use error::ConfigError;
+use file::{File, read_file};
 
 use crate::url::{ApiUrl, BotUrl, RelayUrl};
 
 /// How many requests may be at the bot at once. Telegram opens at most 100 connections per bot
 /// (`max_connections` ≤ 100), so 100 never holds back a single bot.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 100;
+pub(crate) const DEFAULT_MAX_CONCURRENCY: usize = 100;
 
 /// The largest `--max-concurrency` accepted: far past anything Telegram sends, low enough that a
 /// typo cannot turn the agent into a flood against its own bots.
-pub const MAX_CONCURRENCY_LIMIT: usize = 10_000;
+pub(crate) const MAX_CONCURRENCY_LIMIT: usize = 10_000;
 
 /// How long a bot may take to answer. Telegram gives up after 60 s and the relay sooner, so 30 s
 /// leaves room for the relay to answer with a clean 504 before Telegram retries on its own.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the relay may stay silent before the connection counts as dead. Pings go every third
 /// of it (3 s), so a vanished relay (power cut, dropped NAT mapping) is noticed within 9 s and
 /// two lost pings in a row are still tolerated. The pings cost a few bytes every 3 s.
-pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(9);
+pub(crate) const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(9);
 
 /// The shortest heartbeat timeout accepted, so that pings every third of it are not a busy loop.
-pub const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(100);
+pub(crate) const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// How long the agent keeps trying to reach the relay on its first start before it gives up: a
 /// mistyped `--relay` should fail loudly under a service manager, not retry in silence forever.
-pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The name used in the hello when neither `--name` nor the host name gives one.
-pub const FALLBACK_NAME: &str = "relay-agent";
+pub(crate) const FALLBACK_NAME: &str = "relay-agent";
 
 /// Where the agent keeps its state when neither `--state-dir` nor `state_dir` says: next to where
 /// it was started, like relay-server's `./relay-data`.
-pub const DEFAULT_STATE_DIR: &str = "./relay-agent-data";
+pub(crate) const DEFAULT_STATE_DIR: &str = "./relay-agent-data";
 
 /// The environment variable that holds a bot's token is this prefix and the bot's name, upper-cased
 /// with `-` as `_`: bot `shop-bot` reads `RELAY_BOT_TOKEN_SHOP_BOT`.
-pub const BOT_TOKEN_ENV_PREFIX: &str = "RELAY_BOT_TOKEN_";
-
-/// Command-line flags. Each may also come from the config file; a flag wins over the file.
-#[derive(Debug, Parser)]
-#[command(
-    name = "relay-agent",
-    version,
-    about = "Dials out to relay-server and forwards webhook requests to bots on this network.",
-    after_help = "Stops cleanly on SIGTERM or Ctrl-C (SIGINT). Logging follows RUST_LOG (default: info)."
-)]
-pub struct Cli {
-    /// The relay's address: ws://HOST:PORT or wss://HOST:PORT (the port defaults to 80 / 443).
-    /// A path, if any, is kept and /agent/v1 is appended.
-    #[arg(long, value_name = "URL")]
-    pub relay: Option<String>,
-
-    /// The agent token the relay expects (sent as a bearer token). Prefer the environment
-    /// variable, so the token does not show in the process list.
-    #[arg(long, env = "RELAY_AGENT_TOKEN", hide_env_values = true, value_name = "TOKEN",
-          value_parser = parse_secret)]
-    pub token: Option<Secret>,
-
-    /// A PEM file with the certificate(s) to trust for the relay, in addition to the system's
-    /// roots; needed when relay-server uses a self-signed certificate.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-
-    /// A bot to serve: its name on the relay and the plain-HTTP URL of its local webhook
-    /// endpoint, e.g. echo=http://127.0.0.1:8080/webhook. Repeat for more bots.
-    #[arg(long = "bot", value_name = "NAME=URL")]
-    pub bots: Vec<String>,
-
-    /// A TOML file with the same settings (keys: relay, token, ca, name, max_concurrency,
-    /// request_timeout, heartbeat_timeout, startup_timeout, state_dir, api_url, and a [bots.NAME]
-    /// table with url and bot_token).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// The name this agent gives the relay, for logs [default: the host name].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-
-    /// How many requests may be at the bots at once, 1 to 10000 [default: 100].
-    #[arg(long, value_name = "N")]
-    pub max_concurrency: Option<usize>,
-
-    /// How long a bot may take to answer, such as 30s [default: 30s].
-    #[arg(long, value_name = "DURATION")]
-    pub request_timeout: Option<String>,
-
-    /// How long the relay may stay silent before the agent reconnects [default: 9s].
-    #[arg(long, value_name = "DURATION")]
-    pub heartbeat_timeout: Option<String>,
-
-    /// How long to keep trying to reach the relay at start before exiting with an error;
-    /// 0s retries forever. After the first connection the agent always retries [default: 30s].
-    #[arg(long, value_name = "DURATION")]
-    pub startup_timeout: Option<String>,
-
-    /// Where the agent keeps the update ids each bot has already answered, so that updates the
-    /// relay delivers again reach the bot only once, across restarts. Created if missing
-    /// [default: ./relay-agent-data].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-
-    /// A bot's Telegram token, needed only to make the Bot API call a bot puts in its answer to an
-    /// update the relay stored while the agent or bot was away. Also read from
-    /// RELAY_BOT_TOKEN_NAME (the bot's name upper-cased, - as _); prefer that. Repeat for more
-    /// bots.
-    #[arg(long = "bot-token", value_name = "NAME=TOKEN", value_parser = parse_secret)]
-    pub bot_tokens: Vec<Secret>,
-
-    /// The Bot API server for those calls, http:// or https:// [default: Telegram's,
-    /// api.telegram.org over HTTPS].
-    #[arg(long, value_name = "URL")]
-    pub api_url: Option<String>,
-
-    /// Ask the relay for a delivery mode for a bot: passthrough, durable or auto. The relay's own
-    /// configuration of the bot wins; without either, the relay's default (auto) applies.
-    /// Repeat for more bots.
-    #[arg(long = "mode", value_name = "NAME=MODE")]
-    pub modes: Vec<String>,
-}
-
-fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
-    Ok(Secret::new(value))
-}
-
-/// The config file. Unknown keys are errors, so a typo is caught instead of silently ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    relay: Option<String>,
-    token: Option<Secret>,
-    ca: Option<PathBuf>,
-    name: Option<String>,
-    max_concurrency: Option<usize>,
-    #[serde(default, with = "humantime_serde")]
-    request_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    heartbeat_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    startup_timeout: Option<Duration>,
-    state_dir: Option<PathBuf>,
-    api_url: Option<String>,
-    /// A table per bot, so that bots can grow keys without changing the file's shape.
-    #[serde(default)]
-    bots: BTreeMap<String, FileBot>,
-}
-
-/// One `[bots.NAME]` table.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileBot {
-    url: String,
-    bot_token: Option<Secret>,
-    mode: Option<DeliveryMode>,
-}
+pub(crate) const BOT_TOKEN_ENV_PREFIX: &str = "RELAY_BOT_TOKEN_";
 
 /// A bot this agent serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bot {
-    /// The bot's name on the relay (`[A-Za-z0-9_-]{1,64}`).
+    /// The bot's name on the relay, following [`bot_name::RULE`].
     pub name: String,
     /// Where the bot listens for webhook requests.
     pub url: BotUrl,
@@ -209,98 +98,6 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// The Bot API server that replies to stored updates go to.
     pub api_url: ApiUrl,
-}
-
-/// A setting is missing or unusable. Each message is one line that says what to change.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// No relay URL anywhere.
-    #[error("no relay URL: pass --relay wss://HOST:PORT (or set relay in the config file)")]
-    MissingRelay,
-    /// The relay URL does not parse or is not ws/wss.
-    #[error("relay URL '{url}' {reason}: pass --relay ws://HOST[:PORT] or wss://HOST[:PORT]")]
-    RelayUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// No token anywhere.
-    #[error("no agent token: pass --token, set RELAY_AGENT_TOKEN, or set token in the config file")]
-    MissingToken,
-    /// The token cannot go into an HTTP header.
-    #[error("the agent token {0}: copy it again from the relay's configuration")]
-    Token(&'static str),
-    /// No bots anywhere.
-    #[error(
-        "no bots: pass --bot NAME=http://127.0.0.1:PORT/PATH at least once (or add a [bots.NAME] table to the config file)"
-    )]
-    NoBots,
-    /// A `--bot` value without `=`.
-    #[error("--bot '{0}' is not NAME=URL: write it like --bot echo=http://127.0.0.1:8080/webhook")]
-    BotSpec(String),
-    /// A bot name outside `[A-Za-z0-9_-]{1,64}`.
-    #[error("bot name '{0}' is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -")]
-    BotName(String),
-    /// A bot URL that is not plain HTTP with a host.
-    #[error("bot '{bot}' URL '{url}' {reason}")]
-    BotUrl {
-        /// The bot's name.
-        bot: String,
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it and what to use instead.
-        reason: &'static str,
-    },
-    /// A Bot API URL that is not http(s) with a host.
-    #[error("--api-url '{url}' {reason}")]
-    ApiUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// A `--bot-token` value without `=`. The value is not repeated: it may be a token.
-    #[error("a --bot-token value is not NAME=TOKEN: write it like --bot-token echo=123456:ABC...")]
-    BotTokenSpec,
-    /// A bot token for a bot this agent does not serve.
-    #[error(
-        "--bot-token names bot '{0}', which is not declared: add --bot {0}=URL or fix the name"
-    )]
-    BotTokenForUnknownBot(String),
-    /// A `--mode` that is not `NAME=passthrough|durable|auto`.
-    #[error("--mode {0:?} must be NAME=passthrough, NAME=durable or NAME=auto")]
-    ModeSpec(String),
-    /// A `--mode` for a bot that is not declared.
-    #[error("--mode names bot '{0}', which is not declared: add --bot {0}=URL or fix the name")]
-    ModeForUnknownBot(String),
-    /// A bot token that cannot go into a URL path. The value is not repeated.
-    #[error("the bot token for '{bot}' {reason}: copy it again from @BotFather")]
-    BotToken {
-        /// The bot's name.
-        bot: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The same bot name twice.
-    #[error("bot '{0}' is declared twice: give each bot one --bot flag or one [bots.NAME] table")]
-    DuplicateBot(String),
-    /// A number or duration out of range.
-    #[error("{key} {reason}")]
-    Value {
-        /// The flag.
-        key: &'static str,
-        /// What is wrong and what is allowed.
-        reason: String,
-    },
-    /// The config file cannot be read or parsed.
-    #[error("config file {path}: {reason}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// Why, with the line when known.
-        reason: String,
-    },
 }
 
 impl Config {
@@ -398,12 +195,7 @@ impl Config {
         let api_url = cli
             .api_url
             .or(file.api_url)
-            .map(|url| {
-                ApiUrl::parse(&url).map_err(|reason| ConfigError::ApiUrl {
-                    url: url.clone(),
-                    reason,
-                })
-            })
+            .map(|url| ApiUrl::parse(&url))
             .transpose()?
             .unwrap_or_default();
         let config = Config {
@@ -502,10 +294,9 @@ impl Config {
 
 fn bot(name: String, url: &str) -> Result<Bot, ConfigError> {
     check_bot_name(&name)?;
-    let url = BotUrl::parse(url).map_err(|reason| ConfigError::BotUrl {
+    let url = BotUrl::parse(url).map_err(|error| ConfigError::BotUrl {
         bot: name.clone(),
-        url: url.to_owned(),
-        reason,
+        error,
     })?;
     Ok(Bot {
         name,
@@ -516,7 +307,7 @@ fn bot(name: String, url: &str) -> Result<Bot, ConfigError> {
 }
 
 /// The environment variable that may hold `bot`'s token.
-pub fn bot_token_env(bot: &str) -> String {
+pub(crate) fn bot_token_env(bot: &str) -> String {
     format!(
         "{BOT_TOKEN_ENV_PREFIX}{}",
         bot.to_ascii_uppercase().replace('-', "_")
@@ -546,11 +337,7 @@ fn check_bot_token(bot: &str, token: &Secret) -> Result<(), ConfigError> {
 }
 
 fn check_bot_name(name: &str) -> Result<(), ConfigError> {
-    let valid = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if valid {
+    if bot_name::is_valid(name) {
         Ok(())
     } else {
         Err(ConfigError::BotName(name.to_owned()))
@@ -572,23 +359,6 @@ fn duration(
                 reason: format!("'{text}' is not a duration ({error}): write it like 30s or 1m"),
             }),
     }
-}
-
-fn read_file(path: &Path) -> Result<File, ConfigError> {
-    let error = |reason: String| ConfigError::File {
-        path: path.to_owned(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read it: {e}")))?;
-    toml::from_str(&text).map_err(|e: toml::de::Error| {
-        let line = e
-            .span()
-            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-        match line {
-            Some(line) => error(format!("line {line}: {}", crate::one_line(e.message()))),
-            None => error(crate::one_line(e.message())),
-        }
-    })
 }
 
 /// The host name, so that the relay's logs say which machine an agent runs on.

@@ -1,5 +1,9 @@
 //! Tests for [`super`]: flags, the file, their merge, and every validation message being one line.
 
+use std::path::Path;
+
+use clap::Parser;
+
 use super::*;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml");
@@ -106,6 +110,46 @@ fn bad_bot_flags_are_refused_with_one_line() {
         with_base(&["--bot", &long]),
         Err(ConfigError::BotName(_))
     ));
+}
+
+/// The URL messages, word for word: they are what a user reads on a typo.
+#[test]
+fn url_errors_quote_the_url_and_say_what_to_write() {
+    let error = with_base(&["--bot", "echo=127.0.0.1:8080"]).expect_err("no scheme");
+    assert_eq!(
+        error.to_string(),
+        "bot 'echo' URL '127.0.0.1:8080' does not start with http://: write it like \
+         http://127.0.0.1:8080/webhook"
+    );
+    let error = config(&[
+        "--relay",
+        "https://r.example.com",
+        "--token",
+        "t",
+        "--bot",
+        "e=http://b/",
+    ])
+    .expect_err("https relay");
+    assert_eq!(
+        error.to_string(),
+        "relay URL 'https://r.example.com' uses http(s): pass --relay ws://HOST[:PORT] or \
+         wss://HOST[:PORT]"
+    );
+    let error = with_base(&["--bot", "e=http://b/", "--api-url", "ftp://x"]).expect_err("ftp");
+    assert_eq!(
+        error.to_string(),
+        "--api-url 'ftp://x' does not start with https:// or http://"
+    );
+}
+
+/// The bot-name rule is protocol's; the message reads as it always has.
+#[test]
+fn bad_bot_names_say_the_rule() {
+    let error = with_base(&["--bot", "a.b=http://127.0.0.1/"]).expect_err("dot");
+    assert_eq!(
+        error.to_string(),
+        "bot name 'a.b' is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ -"
+    );
 }
 
 #[test]

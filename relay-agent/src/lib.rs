@@ -2,34 +2,40 @@
 //! serves, and forwards each relayed request to its bot's local HTTP endpoint.
 //!
 //! # Layout
-//! - [`config`]: command-line flags, the TOML file, and the validated [`Config`].
-//! - [`url`]: the relay's WebSocket URL and the bots' HTTP URLs.
-//! - [`connect`]: TCP, TLS and the WebSocket upgrade with the bearer token.
-//! - [`session`]: one connection: the hello, then many requests in flight at once.
-//! - [`handler`]: one request: duplicate check, forward, record, reply, answer.
-//! - [`forward`]: the pooled HTTP client that delivers requests to the bots.
-//! - [`dedupe`]: per bot, the update ids already answered (kept on disk by [`idlog`]), and
-//!   recent live answers.
-//! - [`reply`]: Bot API calls in bots' answers to stored updates, made with the bot's token over
-//!   the [`api`] client.
-//! - [`stats`]: counters of duplicates and replies.
-//! - [`backoff`]: jittered exponential delays between reconnects.
+//! Top to bottom: each module imports only modules listed below it.
+//! - the crate root, [`run`]: dial, run a session, and on a retryable ending wait and dial again.
+//! - [`relay`]: the link to the relay.
+//!   - [`relay::session`]: one connection: the hello, then many requests in flight at once.
+//!   - [`relay::connect`]: TCP, TLS and the WebSocket upgrade with the bearer token.
+//!   - [`relay::backoff`]: jittered exponential delays between reconnects.
+//! - [`bot`]: one request on its way to the bot and back.
+//!   - [`bot::handler`]: one request: duplicate check, forward, record, reply, answer.
+//!   - [`bot::forward`]: the pooled HTTP client that delivers requests to the bots.
+//!   - [`bot::dedupe`]: per bot, the update ids already answered, and recent live answers.
+//!   - [`bot::dedupe::window`]: one bot's window of answered ids, and its file.
+//!   - [`bot::dedupe::answers`]: the recent live answers a Telegram retry gets again.
+//!   - [`bot::dedupe::idlog`]: the file format that keeps a bot's ids on disk.
+//! - [`api`]: Bot API calls made on a bot's behalf.
+//!   - [`api::reply`]: the calls in bots' answers to stored updates, made with the bot's token.
+//!   - [`api::client`]: the pooled HTTPS client for the Bot API.
+//! - [`tls`]: the TLS client settings, for the relay and the Bot API alike.
 //! - [`error`]: the reasons the agent stops for good.
-//!
-//! [`run`] ties them together: dial, run a session, and on a retryable ending wait and dial again.
+//! - [`config`]: the validated [`Config`], its defaults, and the merge of flags and file.
+//!   - [`config::cli`]: the command-line flags ([`Cli`]).
+//!   - [`config::file`]: the TOML config file.
+//!   - [`config::error`]: why a setting is refused ([`ConfigError`]).
+//! - [`url`]: the relay's WebSocket URL, the bots' HTTP URLs and the Bot API's URL.
+//! - [`stats`]: counters of duplicates and replies.
+//! - [`text`]: durations, peers' text and error chains, each written on one line.
 
-pub mod api;
-pub mod backoff;
-pub mod config;
-pub mod connect;
-pub mod dedupe;
-pub mod error;
-pub mod forward;
-pub mod handler;
-pub mod idlog;
-pub mod reply;
-pub mod session;
-pub mod stats;
+mod api;
+mod bot;
+mod config;
+mod error;
+mod relay;
+mod stats;
+mod text;
+mod tls;
 pub mod url;
 
 #[cfg(test)]
@@ -39,21 +45,20 @@ mod test_dir;
 #[cfg(test)]
 mod test_relay;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use protocol::{Hello, PROTOCOL_VERSION};
+use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Cli, Config, ConfigError};
+pub use config::{Bot, Cli, Config, ConfigError};
 pub use error::AgentError;
 pub use stats::{Stats, StatsSnapshot};
 
-use backoff::{Backoff, HEALTHY_SESSION};
-use connect::{DialError, Dialer};
-use handler::Handler;
-use session::{Ended, Settings};
+use bot::handler::Handler;
+use relay::backoff::{Backoff, HEALTHY_SESSION};
+use relay::connect::{DialError, Dialer};
+use relay::session::{self, Ended, Settings};
+use text::seconds;
 
 /// This build's name and version, sent in the hello for the relay's logs.
 pub const SOFTWARE: &str = concat!("relay-agent ", env!("CARGO_PKG_VERSION"));
@@ -189,16 +194,6 @@ async fn serve(
             () = tokio::time::sleep(delay) => {}
         }
     }
-}
-
-/// A duration for people: `0.4s`, `30s`, `29.5s`.
-pub(crate) fn seconds(duration: Duration) -> String {
-    format!("{}s", (duration.as_secs_f64() * 10.0).round() / 10.0)
-}
-
-/// Text from a peer or a library squeezed onto one line, as every agent message is.
-pub(crate) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

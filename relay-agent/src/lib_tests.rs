@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::SinkExt;
 use protocol::Secret;
@@ -250,13 +251,6 @@ async fn an_unusable_ca_file_is_named_in_the_error() {
             "{text}"
         );
     }
-}
-
-#[test]
-fn seconds_read_well() {
-    assert_eq!(seconds(Duration::from_millis(400)), "0.4s");
-    assert_eq!(seconds(Duration::from_secs(30)), "30s");
-    assert_eq!(seconds(Duration::from_millis(29_500)), "29.5s");
 }
 
 #[test]

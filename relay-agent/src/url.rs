@@ -9,7 +9,36 @@ use http::uri::{Authority, PathAndQuery};
 
 use protocol::Secret;
 
-use crate::config::ConfigError;
+/// An address that does not parse or is not of the kind the agent needs. Each message says what
+/// is wrong; the relay's also says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// The relay URL does not parse or is not ws/wss.
+    #[error("relay URL '{url}' {reason}: pass --relay ws://HOST[:PORT] or wss://HOST[:PORT]")]
+    Relay {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A bot URL that is not plain HTTP with a host. The message does not name the bot, which
+    /// this module does not know: [`crate::ConfigError::BotUrl`] adds it.
+    #[error("URL '{url}' {reason}")]
+    Bot {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it and what to use instead.
+        reason: &'static str,
+    },
+    /// A Bot API URL that is not http(s) with a host.
+    #[error("--api-url '{url}' {reason}")]
+    Api {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
 
 /// The relay's address: `ws://` or `wss://`, a host, an optional port and path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +55,8 @@ pub struct RelayUrl {
 
 impl RelayUrl {
     /// Parses and checks a relay URL.
-    pub fn parse(url: &str) -> Result<RelayUrl, ConfigError> {
-        let invalid = |reason| ConfigError::RelayUrl {
+    pub fn parse(url: &str) -> Result<RelayUrl, UrlError> {
+        let invalid = |reason| UrlError::Relay {
             url: url.to_owned(),
             reason,
         };
@@ -115,7 +144,14 @@ pub struct BotUrl {
 
 impl BotUrl {
     /// Parses and checks a bot URL; the error says what is wrong and what to write instead.
-    pub fn parse(url: &str) -> Result<BotUrl, &'static str> {
+    pub fn parse(url: &str) -> Result<BotUrl, UrlError> {
+        BotUrl::check(url).map_err(|reason| UrlError::Bot {
+            url: url.to_owned(),
+            reason,
+        })
+    }
+
+    fn check(url: &str) -> Result<BotUrl, &'static str> {
         let uri: Uri = url
             .parse()
             .map_err(|_| "does not parse: write it like http://127.0.0.1:8080/webhook")?;
@@ -196,7 +232,14 @@ pub struct ApiUrl {
 
 impl ApiUrl {
     /// Parses and checks a Bot API base URL; the error says what is wrong.
-    pub fn parse(url: &str) -> Result<ApiUrl, &'static str> {
+    pub fn parse(url: &str) -> Result<ApiUrl, UrlError> {
+        ApiUrl::check(url).map_err(|reason| UrlError::Api {
+            url: url.to_owned(),
+            reason,
+        })
+    }
+
+    fn check(url: &str) -> Result<ApiUrl, &'static str> {
         let uri: Uri = url
             .parse()
             .map_err(|_| "does not parse: write it like https://api.telegram.org")?;
@@ -314,6 +357,7 @@ mod tests {
         assert!(
             BotUrl::parse("https://127.0.0.1/x")
                 .expect_err("https")
+                .to_string()
                 .contains("plain http")
         );
         assert!(BotUrl::parse("127.0.0.1:8080").is_err());

@@ -16,32 +16,33 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::text::{chain, seconds};
 use crate::url::BotUrl;
 
 /// How long connecting to a bot may take. Bots sit on this machine or network and accept in
 /// milliseconds; a connect that hangs means packets are dropped, and waiting longer will not help.
-pub const BOT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BOT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long an idle keep-alive connection to a bot is kept. Telegram sends in bursts; 90 s keeps
 /// connections warm between bursts without holding them forever.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The largest read buffer per bot connection, which bounds a bot's response head.
-pub const MAX_BUF_SIZE: usize = 64 * 1024;
+pub(crate) const MAX_BUF_SIZE: usize = 64 * 1024;
 
 /// The agent gives up this much before the relay does, so that its clean failure reaches the
 /// relay before the relay times out on its own.
-pub const RELAY_MARGIN: Duration = Duration::from_millis(500);
+pub(crate) const RELAY_MARGIN: Duration = Duration::from_millis(500);
 
 /// The least time any forward gets, even when the relay's deadline is nearly spent.
-pub const MIN_FORWARD_TIMEOUT: Duration = Duration::from_millis(100);
+pub(crate) const MIN_FORWARD_TIMEOUT: Duration = Duration::from_millis(100);
 
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Sends relayed requests to the bots. One per agent, shared by all sessions, so that keep-alive
 /// connections and the concurrency limit outlive reconnects.
 #[derive(Debug)]
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     client: Client<HttpConnector, Full<Bytes>>,
     bots: HashMap<String, BotUrl>,
     permits: Semaphore,
@@ -54,7 +55,7 @@ type Failed = (FailureKind, String);
 
 impl Forwarder {
     /// A forwarder for `config`'s bots and limits.
-    pub fn new(config: &Config) -> Forwarder {
+    pub(crate) fn new(config: &Config) -> Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(BOT_CONNECT_TIMEOUT));
@@ -78,7 +79,7 @@ impl Forwarder {
 
     /// Delivers `request` to its bot and returns the [`Frame::Response`] or [`Frame::Failure`] to
     /// send back. Bot response bodies over `max_body` bytes are refused.
-    pub async fn forward(&self, request: Request, max_body: usize) -> Frame {
+    pub(crate) async fn forward(&self, request: Request, max_body: usize) -> Frame {
         let (id, bot, method) = (request.id, request.bot.clone(), request.method.clone());
         let started = Instant::now();
         match self.exchange(request, max_body).await {
@@ -118,7 +119,7 @@ impl Forwarder {
             let reason = format!(
                 "all {} request slots stayed busy for {}",
                 self.max_concurrency,
-                crate::seconds(budget)
+                seconds(budget)
             );
             return Err((FailureKind::Overloaded, reason));
         };
@@ -126,7 +127,7 @@ impl Forwarder {
             tokio::time::timeout_at(deadline, self.round_trip(url, outgoing, max_body))
                 .await
                 .map_err(|_| {
-                    let reason = format!("bot did not answer within {}", crate::seconds(budget));
+                    let reason = format!("bot did not answer within {}", seconds(budget));
                     (FailureKind::BotTimeout, reason)
                 })??;
         Ok(Response {
@@ -232,18 +233,6 @@ fn response_headers(headers: &HeaderMap) -> Vec<protocol::Header> {
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     protocol::is_hop_by_hop(name.as_str())
-}
-
-/// An error and its causes on one line; hyper's top-level messages alone say little.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

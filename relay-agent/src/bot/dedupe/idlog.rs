@@ -22,14 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The first bytes of every log file: what it is, and the format's version.
-pub const MAGIC: &[u8; 8] = b"RADEDUP1";
+pub(super) const MAGIC: &[u8; 8] = b"RADEDUP1";
 
 /// One id and its checksum.
-pub const RECORD_LEN: usize = 12;
+pub(super) const RECORD_LEN: usize = 12;
 
 /// How a file's contents stopped being readable, for the one log line that says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Damage {
+pub(super) enum Damage {
     /// The file does not start with [`MAGIC`]: not ours, or cut before its header was whole.
     Header,
     /// The record at this index (0-based) fails its checksum.
@@ -50,7 +50,7 @@ impl std::fmt::Display for Damage {
 
 /// The ids in a log file's bytes, oldest first, and the damage that ended reading early, if any.
 /// An empty input is a new, undamaged log.
-pub fn decode(bytes: &[u8]) -> (Vec<i64>, Option<Damage>) {
+pub(super) fn decode(bytes: &[u8]) -> (Vec<i64>, Option<Damage>) {
     if bytes.is_empty() {
         return (Vec::new(), None);
     }
@@ -73,7 +73,7 @@ pub fn decode(bytes: &[u8]) -> (Vec<i64>, Option<Damage>) {
 }
 
 /// One id as a record.
-pub fn encode(id: i64) -> [u8; RECORD_LEN] {
+pub(super) fn encode(id: i64) -> [u8; RECORD_LEN] {
     let mut record = [0; RECORD_LEN];
     let bytes = id.to_le_bytes();
     record[..8].copy_from_slice(&bytes);
@@ -91,7 +91,7 @@ fn checksum(bytes: &[u8]) -> u32 {
 
 /// An open log file, positioned for appending.
 #[derive(Debug)]
-pub struct IdLog {
+pub(super) struct IdLog {
     path: PathBuf,
     /// Shared with [`Unsynced`], so that the slow `fdatasync` can run without the caller's lock.
     file: Arc<File>,
@@ -105,7 +105,7 @@ impl IdLog {
     /// Reads the log at `path` (a missing file reads as empty) and returns its ids with any
     /// damage found. The file is not opened for writing yet: call [`IdLog::rewrite_at`] or
     /// [`IdLog::append_to`] next.
-    pub fn read(path: &Path) -> io::Result<(Vec<i64>, Option<Damage>)> {
+    pub(super) fn read(path: &Path) -> io::Result<(Vec<i64>, Option<Damage>)> {
         match std::fs::read(path) {
             Ok(bytes) => Ok(decode(&bytes)),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok((Vec::new(), None)),
@@ -114,7 +114,7 @@ impl IdLog {
     }
 
     /// Opens an existing, undamaged log that holds `records` records, for appending.
-    pub fn append_to(path: &Path, records: usize) -> io::Result<IdLog> {
+    pub(super) fn append_to(path: &Path, records: usize) -> io::Result<IdLog> {
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(IdLog {
             path: path.to_owned(),
@@ -125,7 +125,7 @@ impl IdLog {
     }
 
     /// Replaces whatever is at `path` with a log of `ids`, and opens it for appending.
-    pub fn rewrite_at(path: &Path, ids: impl Iterator<Item = i64>) -> io::Result<IdLog> {
+    pub(super) fn rewrite_at(path: &Path, ids: impl Iterator<Item = i64>) -> io::Result<IdLog> {
         let prepared = Prepared::write(path, ids)?;
         let log = IdLog::install(prepared, std::iter::empty())?;
         sync_parent(path)?;
@@ -136,7 +136,10 @@ impl IdLog {
     /// they reach the disk with the next sync) and renames the file over the log. Quick, so it
     /// may run under the caller's lock; the directory sync that makes the rename durable is left
     /// to [`sync_parent`], outside it.
-    pub fn install(prepared: Prepared, later: impl Iterator<Item = i64>) -> io::Result<IdLog> {
+    pub(super) fn install(
+        prepared: Prepared,
+        later: impl Iterator<Item = i64>,
+    ) -> io::Result<IdLog> {
         let Prepared {
             path,
             temporary,
@@ -159,18 +162,18 @@ impl IdLog {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// How many records the file holds.
-    pub fn records(&self) -> usize {
+    pub(super) fn records(&self) -> usize {
         self.records
     }
 
     /// Appends one id with a single `write`, so that it reaches the OS (and survives the agent
     /// being killed) before this returns.
-    pub fn append(&mut self, id: i64) -> io::Result<()> {
+    pub(super) fn append(&mut self, id: i64) -> io::Result<()> {
         (&*self.file).write_all(&encode(id))?;
         self.records += 1;
         self.unsynced = true;
@@ -180,18 +183,18 @@ impl IdLog {
     /// The records appended since the last sync, to be flushed with [`Unsynced::sync`] once the
     /// caller has let go of its lock; `None` when there are none. Records appended meanwhile
     /// are flushed too, or by the next sync.
-    pub fn take_unsynced(&mut self) -> Option<Unsynced> {
+    pub(super) fn take_unsynced(&mut self) -> Option<Unsynced> {
         std::mem::take(&mut self.unsynced).then(|| Unsynced(Arc::clone(&self.file)))
     }
 }
 
 /// Appended records waiting for `fdatasync`; see [`IdLog::take_unsynced`].
 #[derive(Debug)]
-pub struct Unsynced(Arc<File>);
+pub(super) struct Unsynced(Arc<File>);
 
 impl Unsynced {
     /// Flushes them to the disk. Blocks for as long as the disk takes.
-    pub fn sync(self) -> io::Result<()> {
+    pub(super) fn sync(self) -> io::Result<()> {
         self.0.sync_data()
     }
 }
@@ -199,7 +202,7 @@ impl Unsynced {
 /// The first, slow half of a rewrite: a log of some ids in a temporary file next to the log,
 /// written and synced without touching the log itself. [`IdLog::install`] completes it.
 #[derive(Debug)]
-pub struct Prepared {
+pub(super) struct Prepared {
     path: PathBuf,
     temporary: PathBuf,
     file: File,
@@ -208,7 +211,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// Writes `ids` to `path` + `.tmp` and syncs it. Blocks on the disk.
-    pub fn write(path: &Path, ids: impl Iterator<Item = i64>) -> io::Result<Prepared> {
+    pub(super) fn write(path: &Path, ids: impl Iterator<Item = i64>) -> io::Result<Prepared> {
         let mut temporary = path.as_os_str().to_owned();
         temporary.push(".tmp");
         let temporary = PathBuf::from(temporary);
@@ -232,7 +235,7 @@ impl Prepared {
 
 /// Makes a rename of `path` durable by syncing its directory. Only Unix can open a directory to
 /// sync it; elsewhere the rename is as durable as the file system makes it.
-pub fn sync_parent(path: &Path) -> io::Result<()> {
+pub(super) fn sync_parent(path: &Path) -> io::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 

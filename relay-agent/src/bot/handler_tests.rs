@@ -99,7 +99,7 @@ async fn a_cancel_after_the_bots_answer_does_not_stop_the_reply() {
     assert!(
         handler
             .dedupe
-            .contains("echo", crate::dedupe::key(41, &body))
+            .contains("echo", crate::bot::dedupe::key(41, &body))
     );
 }
 
@@ -193,7 +193,7 @@ async fn a_remembered_live_answer_does_not_pin_the_bot_connections_buffer() {
     let handler = handler(&bot, &api);
     let mut live = stored(1, Some(42));
     live.delivery = Delivery::Live;
-    let key = crate::dedupe::key(42, &live.body);
+    let key = crate::bot::dedupe::key(42, &live.body);
     let Frame::Response(answer) = handler.handle(live, 1 << 20).await else {
         panic!("live answer");
     };

@@ -16,37 +16,38 @@ use http::header::CONTENT_TYPE;
 use http_body_util::{BodyExt, Full, Limited};
 use protocol::{Header, Response, Secret};
 
-use crate::api::ApiClient;
+use crate::api::client::{self, ApiClient};
 use crate::config::{Config, bot_token_env};
 use crate::error::AgentError;
 use crate::stats::{Counter, Stats};
+use crate::text::{chain, one_line, seconds};
 use crate::url::ApiUrl;
 
 /// How long one Bot API call may take, connection included. The Bot API answers in well under a
 /// second; a call that takes 10 s has failed, and the relay is waiting for the acknowledgement.
-pub const API_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const API_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most of the Bot API's answer that is read, to log its `description`. A method's result is
 /// a few KiB at most; a larger answer is not the Bot API's.
-pub const MAX_API_ANSWER_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_API_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// The longest method name accepted; Telegram's longest are about 35 characters.
 const MAX_METHOD_LEN: usize = 64;
 
 /// A Bot API call found in a bot's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Call {
+pub(crate) struct Call {
     /// The method, such as `sendMessage`.
-    pub method: String,
+    pub(crate) method: String,
     /// The answer's `Content-Type`, sent on with the body.
-    pub content_type: Bytes,
+    pub(crate) content_type: Bytes,
 }
 
 /// The call in an answer's body, if it holds one: `application/json` with a string `method`
 /// field, or `application/x-www-form-urlencoded` or `multipart/form-data` with a `method` field.
 /// Anything else (another content type, no `method`, a `method` that is not a method name, a body
 /// that does not parse) is not a call.
-pub fn parse(headers: &[Header], body: &[u8]) -> Option<Call> {
+pub(crate) fn parse(headers: &[Header], body: &[u8]) -> Option<Call> {
     let content_type = headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
@@ -78,7 +79,7 @@ pub fn parse(headers: &[Header], body: &[u8]) -> Option<Call> {
 
 /// Whether Telegram itself ignores `method` in a webhook answer: every `get*` method,
 /// `setWebhook`, `deleteWebhook`, `close` and `logOut`. Method names are case-insensitive.
-pub fn ignored(method: &str) -> bool {
+pub(crate) fn ignored(method: &str) -> bool {
     let method = method.to_ascii_lowercase();
     method.starts_with("get")
         || matches!(
@@ -89,7 +90,7 @@ pub fn ignored(method: &str) -> bool {
 
 /// What became of the answer to a stored update.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The answer holds no call.
     NoCall,
     /// A call Telegram would ignore too; not made.
@@ -102,9 +103,38 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// Why a call failed. The message goes to the log and into [`Outcome::Failed`], once the token
+/// is masked out of it.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    /// The method URL cannot be built from the base URL, token and method.
+    #[error("cannot build the URL: {0}")]
+    Url(http::Error),
+    /// The bot's `Content-Type` cannot be sent on.
+    #[error("the answer's Content-Type is not a valid header value")]
+    ContentType,
+    /// The request failed on its way (connect, TLS, I/O): the error and its causes on one line.
+    #[error("{0}")]
+    Transport(String),
+    /// The Bot API refused the call, saying why.
+    #[error("HTTP {status}: {description}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The Bot API's `description`.
+        description: String,
+    },
+    /// The server answered with something other than a Bot API answer.
+    #[error("HTTP {0} without a Bot API answer")]
+    NotBotApi(u16),
+    /// No answer within [`API_CALL_TIMEOUT`].
+    #[error("no answer within {}", seconds(API_CALL_TIMEOUT))]
+    Timeout,
+}
+
 /// Makes the calls in bots' answers to stored updates.
 #[derive(Debug)]
-pub struct Replier {
+pub(crate) struct Replier {
     api_url: ApiUrl,
     tokens: HashMap<String, Secret>,
     /// Built only when some bot has a token: without one, no call is ever made.
@@ -116,7 +146,7 @@ pub struct Replier {
 
 impl Replier {
     /// A replier for `config`'s bots and Bot API URL.
-    pub fn new(config: &Config, stats: Arc<Stats>) -> Result<Replier, AgentError> {
+    pub(crate) fn new(config: &Config, stats: Arc<Stats>) -> Result<Replier, AgentError> {
         let tokens: HashMap<_, _> = config
             .bots
             .iter()
@@ -125,7 +155,7 @@ impl Replier {
         let client = if tokens.is_empty() {
             None
         } else {
-            Some(crate::api::client(&config.api_url)?)
+            Some(client::build(&config.api_url)?)
         };
         Ok(Replier {
             api_url: config.api_url.clone(),
@@ -138,7 +168,12 @@ impl Replier {
 
     /// Makes the call in `answer`, `bot`'s 2xx answer to a stored update, if it holds one;
     /// logs and counts the result.
-    pub async fn perform(&self, bot: &str, update_id: Option<i64>, answer: &Response) -> Outcome {
+    pub(crate) async fn perform(
+        &self,
+        bot: &str,
+        update_id: Option<i64>,
+        answer: &Response,
+    ) -> Outcome {
         let Some(call) = parse(&answer.headers, &answer.body) else {
             return Outcome::NoCall;
         };
@@ -174,12 +209,7 @@ impl Replier {
             self.call(client, token, &call, answer.body.clone()),
         )
         .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no answer within {}",
-                crate::seconds(API_CALL_TIMEOUT)
-            ))
-        });
+        .unwrap_or(Err(CallError::Timeout));
         let url = self.api_url.masked(method);
         match made {
             Ok(()) => {
@@ -187,9 +217,9 @@ impl Replier {
                 tracing::info!(bot, update = update_id, method, %url, "made the bot's reply to a stored update");
                 Outcome::Ok
             }
-            Err(reason) => {
+            Err(error) => {
                 // Library errors could quote the URL; the token never goes into a log.
-                let reason = crate::one_line(&reason.replace(token.expose(), "***"));
+                let reason = one_line(&error.to_string().replace(token.expose(), "***"));
                 self.stats.count(Counter::ReplyFailed);
                 tracing::warn!(bot, update = update_id, method, %url, %reason, "the bot's reply to a stored update failed");
                 Outcome::Failed(reason)
@@ -207,21 +237,21 @@ impl Replier {
         token: &Secret,
         call: &Call,
         body: Bytes,
-    ) -> Result<(), String> {
+    ) -> Result<(), CallError> {
         let uri = self
             .api_url
             .method(token, &call.method)
-            .map_err(|error| format!("cannot build the URL: {error}"))?;
+            .map_err(CallError::Url)?;
         let mut request = http::Request::new(Full::new(body));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = uri;
         let content_type = http::HeaderValue::from_maybe_shared(call.content_type.clone())
-            .map_err(|_| "the answer's Content-Type is not a valid header value".to_owned())?;
+            .map_err(|_| CallError::ContentType)?;
         request.headers_mut().insert(CONTENT_TYPE, content_type);
         let response = client
             .request(request)
             .await
-            .map_err(|error| crate::forward::chain(&error))?;
+            .map_err(|error| CallError::Transport(chain(&error)))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_API_ANSWER_BYTES)
             .collect()
@@ -236,9 +266,13 @@ impl Replier {
         let description = answer
             .as_ref()
             .and_then(|a| a.get("description")?.as_str().map(str::to_owned));
+        let status = status.as_u16();
         Err(match description {
-            Some(description) => format!("HTTP {}: {description}", status.as_u16()),
-            None => format!("HTTP {} without a Bot API answer", status.as_u16()),
+            Some(description) => CallError::Refused {
+                status,
+                description,
+            },
+            None => CallError::NotBotApi(status),
         })
     }
 }

@@ -20,20 +20,22 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::bot::handler::Handler;
 use crate::error::AgentError;
-use crate::handler::Handler;
+use crate::text::{one_line, seconds};
 
 /// How long the relay may take to answer the hello. It answers at once when healthy; one that
 /// upgraded the connection but says nothing for 10 s is stuck, and a fresh dial is the cure.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the agent waits for its own close frame to go out when a session ends. Long enough
 /// for a healthy link; short enough that a relay that stopped reading cannot delay shutdown.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How a session ended, when the agent should try again.
+/// How a session ended when the agent should try again; [`run`] returns the reasons it should
+/// not as an [`AgentError`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ended {
+pub(crate) enum Ended {
     /// The shutdown token fired.
     Shutdown,
     /// The relay accepted the hello and the connection was later lost; the reason is one line.
@@ -44,16 +46,16 @@ pub enum Ended {
 
 /// What the session needs to know besides the socket.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The hello to send.
-    pub hello: Hello,
+    pub(crate) hello: Hello,
     /// Silence from the relay for this long ends the session.
-    pub heartbeat_timeout: Duration,
+    pub(crate) heartbeat_timeout: Duration,
 }
 
 /// Runs one session over `socket` until it ends; `Err` only for reasons never worth a retry.
 /// `progress` comes from the [`protocol::Tracked`] connection under `socket`, if it is one.
-pub async fn run<S>(
+pub(crate) async fn run<S>(
     socket: S,
     progress: Option<Progress>,
     settings: &Settings,
@@ -68,15 +70,9 @@ where
         + 'static,
 {
     let span = tracing::info_span!("session", session = tracing::field::Empty);
-    let ending = session(socket, progress, settings, handler, shutdown)
+    session(socket, progress, settings, handler, shutdown)
         .instrument(span)
-        .await;
-    match ending {
-        Ending::Shutdown => Ok(Ended::Shutdown),
-        Ending::Lost(reason) => Ok(Ended::Lost(reason)),
-        Ending::HelloFailed(reason) => Ok(Ended::HelloFailed(reason)),
-        Ending::Fatal(error) => Err(error),
-    }
+        .await
 }
 
 async fn session<S>(
@@ -85,7 +81,7 @@ async fn session<S>(
     settings: &Settings,
     handler: Arc<Handler>,
     shutdown: &CancellationToken,
-) -> Ending
+) -> Result<Ended, AgentError>
 where
     S: Stream<Item = Result<Message, tungstenite::Error>>
         + Sink<Message, Error = tungstenite::Error>
@@ -115,10 +111,11 @@ where
     };
 
     let reader = LinkReader::new(&mut stream, link.outbox.clone(), greeting.clone());
-    let ending = match link.greet(reader, settings.hello.clone()).await {
-        Err(Ending::Lost(reason)) => Ending::HelloFailed(reason),
-        Err(ending) => ending,
-        Ok(ack) => {
+    let ended = match link.greet(reader, settings.hello.clone()).await {
+        Err(fatal) => Err(fatal),
+        Ok(Err(Ended::Lost(reason))) => Ok(Ended::HelloFailed(reason)),
+        Ok(Err(ended)) => Ok(ended),
+        Ok(Ok(ack)) => {
             let max_body = usize::try_from(ack.max_body_bytes)
                 .unwrap_or(usize::MAX)
                 .min(protocol::MAX_BODY_LIMIT);
@@ -140,16 +137,7 @@ where
         tracing::debug!("relay did not take the close frame in time");
         writer.abort();
     }
-    ending
-}
-
-/// Why the read side stopped.
-#[derive(Debug)]
-enum Ending {
-    Shutdown,
-    Lost(String),
-    HelloFailed(String),
-    Fatal(AgentError),
+    ended
 }
 
 /// The session's handles on the writer task.
@@ -161,30 +149,34 @@ struct Link {
 }
 
 impl Link {
-    /// Says hello and waits for the relay's answer.
-    async fn greet<St>(&self, mut reader: LinkReader<St>, hello: Hello) -> Result<HelloAck, Ending>
+    /// Says hello and waits for the relay's answer: `Ok(Err(_))` if the session ended first.
+    async fn greet<St>(
+        &self,
+        mut reader: LinkReader<St>,
+        hello: Hello,
+    ) -> Result<Result<HelloAck, Ended>, AgentError>
     where
         St: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
     {
         let bots = hello.bots.clone();
         deliver(&self.outbox, Frame::Hello(hello)).await;
         let answer = tokio::select! {
-            () = self.stop.cancelled() => return Err(self.stopped()),
+            () = self.stop.cancelled() => return Ok(Err(self.stopped())),
             answer = tokio::time::timeout(HELLO_TIMEOUT, reader.next()) => answer,
         };
         let ack = match answer {
             Err(_) => {
                 let reason = format!(
                     "relay did not answer the hello within {}",
-                    crate::seconds(HELLO_TIMEOUT)
+                    seconds(HELLO_TIMEOUT)
                 );
-                return Err(Ending::Lost(reason));
+                return Ok(Err(Ended::Lost(reason)));
             }
-            Ok(Err(error)) => return Err(self.ending(error).await),
+            Ok(Err(error)) => return self.ended_by(error).await.map(Err),
             Ok(Ok(Frame::HelloAck(ack))) => ack,
             Ok(Ok(frame)) => {
                 let reason = format!("relay sent {} instead of a hello", kind(&frame));
-                return Err(self.close(PROTOCOL_ERROR, reason).await);
+                return Ok(Err(self.close(PROTOCOL_ERROR, reason).await));
             }
         };
         if ack.version != PROTOCOL_VERSION {
@@ -198,7 +190,7 @@ impl Link {
                 ack.version
             );
             self.close(close::VERSION_MISMATCH, reason.clone()).await;
-            return Err(Ending::Fatal(AgentError::VersionMismatch { reason }));
+            return Err(AgentError::VersionMismatch { reason });
         }
         tracing::Span::current().record("session", ack.session);
         tracing::info!(
@@ -207,7 +199,7 @@ impl Link {
             max_body = ack.max_body_bytes,
             "connected to relay"
         );
-        Ok(ack)
+        Ok(Ok(ack))
     }
 
     /// Serves requests until the connection ends. Every request runs as its own task, so a slow
@@ -218,16 +210,16 @@ impl Link {
         mut reader: LinkReader<St>,
         handler: Arc<Handler>,
         max_body: usize,
-    ) -> Ending
+    ) -> Result<Ended, AgentError>
     where
         St: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
     {
         let mut tasks = JoinSet::new();
         let mut in_flight: HashMap<RequestId, AbortHandle> = HashMap::new();
-        let ending = loop {
+        let ended = loop {
             let next = tokio::select! {
                 biased;
-                () = self.stop.cancelled() => break self.stopped(),
+                () = self.stop.cancelled() => break Ok(self.stopped()),
                 next = reader.next() => next,
             };
             reap(&mut tasks, &mut in_flight);
@@ -265,43 +257,43 @@ impl Link {
                 }
                 Ok(frame) => {
                     let reason = format!("relay sent an unexpected {} frame", kind(&frame));
-                    break self.close(PROTOCOL_ERROR, reason).await;
+                    break Ok(self.close(PROTOCOL_ERROR, reason).await);
                 }
-                Err(error) => break self.ending(error).await,
+                Err(error) => break self.ended_by(error).await,
             }
         };
         tasks.shutdown().await;
-        ending
+        ended
     }
 
     /// Why the session ends, for a read error.
-    async fn ending(&self, error: LinkError) -> Ending {
-        match error {
-            LinkError::Dead(after) => Ending::Lost(format!(
+    async fn ended_by(&self, error: LinkError) -> Result<Ended, AgentError> {
+        Ok(match error {
+            LinkError::Dead(after) => Ended::Lost(format!(
                 "relay stopped answering (nothing for {})",
-                crate::seconds(after)
+                seconds(after)
             )),
             LinkError::Closed {
                 code: GOING_AWAY, ..
-            } => Ending::Lost("relay is going away (restarting or shutting down)".into()),
+            } => Ended::Lost("relay is going away (restarting or shutting down)".into()),
             LinkError::Closed { code, reason } if close::is_fatal(code) => {
-                Ending::Fatal(AgentError::from_close(code, crate::one_line(&reason)))
+                return Err(AgentError::from_close(code, one_line(&reason)));
             }
-            LinkError::Closed { code, reason } => Ending::Lost(format!(
+            LinkError::Closed { code, reason } => Ended::Lost(format!(
                 "relay closed the connection (code {code}: {})",
-                crate::one_line(&reason)
+                one_line(&reason)
             )),
-            LinkError::Ended => Ending::Lost("connection closed without a close frame".into()),
-            LinkError::Transport(error) => Ending::Lost(format!("websocket: {error}")),
+            LinkError::Ended => Ended::Lost("connection closed without a close frame".into()),
+            LinkError::Transport(error) => Ended::Lost(format!("websocket: {error}")),
             error @ (LinkError::Decode(_) | LinkError::Text) => {
                 self.close(PROTOCOL_ERROR, format!("relay sent a bad message: {error}"))
                     .await
             }
-        }
+        })
     }
 
     /// Closes the connection with `code`, waiting briefly for the close frame to go out.
-    async fn close(&self, code: u16, reason: String) -> Ending {
+    async fn close(&self, code: u16, reason: String) -> Ended {
         tracing::warn!(code, reason, "closing the connection");
         let queued = tokio::select! {
             sent = self.outbox.send(close_message(code, &reason)) => sent.is_ok(),
@@ -311,15 +303,15 @@ impl Link {
         if queued {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.stop.cancelled()).await;
         }
-        Ending::Lost(reason)
+        Ended::Lost(reason)
     }
 
-    /// The ending when `stop` fired: shutdown, or the writer gave up on the socket.
-    fn stopped(&self) -> Ending {
+    /// How the session ended when `stop` fired: shutdown, or the writer gave up on the socket.
+    fn stopped(&self) -> Ended {
         if self.shutdown.is_cancelled() {
-            Ending::Shutdown
+            Ended::Shutdown
         } else {
-            Ending::Lost(
+            Ended::Lost(
                 "cannot write to the relay (connection failed or relay stopped reading)".into(),
             )
         }

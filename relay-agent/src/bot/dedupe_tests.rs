@@ -1,10 +1,12 @@
-//! Tests for [`super`] and the file format in [`crate::idlog`]: bounds, reopening, damaged files,
+//! Tests for [`super`] and the file format in [`super::idlog`]: bounds, reopening, damaged files,
 //! per-bot separation, the directory lock and the live-answer memory.
 
 use std::io::Write;
 
+use bytes::Bytes;
+
+use super::idlog::{self, Damage, IdLog, MAGIC, RECORD_LEN};
 use super::*;
-use crate::idlog::{self, Damage, MAGIC, RECORD_LEN};
 use crate::test_dir::TestDir;
 
 fn limits(ids_per_bot: usize) -> Limits {

@@ -1,15 +1,13 @@
 //! Dialing the relay: TCP, TLS for `wss://`, and the WebSocket upgrade carrying the bearer token,
 //! all under one deadline. Also decides which dial failures are worth retrying.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
 use http::header::AUTHORIZATION;
 use protocol::Secret;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -19,9 +17,11 @@ use tokio_util::either::Either;
 
 use protocol::Tracked;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::error::AgentError;
-use crate::url::RelayUrl;
+use crate::text::seconds;
+use crate::tls;
+use crate::url::{RelayUrl, UrlError};
 
 /// Bytes read from the relay's socket at a time. tungstenite zero-fills its whole read buffer
 /// before every read, which at its default of 128 KiB was a visible memset per request in
@@ -30,18 +30,18 @@ const READ_BUFFER: usize = 16 * 1024;
 
 /// How long one dial (TCP connect, TLS handshake, WebSocket upgrade) may take. A relay that has
 /// not answered in 10 s is down or unreachable; trying again soon beats waiting longer.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The byte stream under the WebSocket: plain TCP for `ws://`, TLS for `wss://`.
-pub type RelayStream = Either<TcpStream, TlsStream<TcpStream>>;
+pub(crate) type RelayStream = Either<TcpStream, TlsStream<TcpStream>>;
 
 /// A connected, upgraded socket to the relay, over a connection that notes its progress (see
 /// [`protocol::Progress`]).
-pub type RelaySocket = WebSocketStream<Tracked<RelayStream>>;
+pub(crate) type RelaySocket = WebSocketStream<Tracked<RelayStream>>;
 
 /// Why a dial failed.
 #[derive(Debug)]
-pub enum DialError {
+pub(crate) enum DialError {
     /// Trying again cannot help (wrong token, wrong URL, untrusted certificate).
     Fatal(AgentError),
     /// The relay is down, unreachable or slow; try again later. Holds a one-line description.
@@ -50,7 +50,7 @@ pub enum DialError {
 
 /// Dials the relay. Built once, so the TLS roots are read once.
 #[derive(Debug)]
-pub struct Dialer {
+pub(crate) struct Dialer {
     relay: RelayUrl,
     token: Secret,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -58,9 +58,9 @@ pub struct Dialer {
 
 impl Dialer {
     /// A dialer for `config`'s relay; reads the system roots and `--ca` when the relay is `wss://`.
-    pub fn new(config: &Config) -> Result<Dialer, AgentError> {
+    pub(crate) fn new(config: &Config) -> Result<Dialer, AgentError> {
         let tls = if config.relay.is_tls() {
-            Some(tls_config(config.ca.as_deref())?)
+            Some(tls::client_config(config.ca.as_deref())?)
         } else {
             if let Some(ca) = &config.ca {
                 tracing::warn!(ca = %ca.display(), "--ca is ignored: the relay URL is ws://, not wss://");
@@ -75,12 +75,12 @@ impl Dialer {
     }
 
     /// Connects, upgrades and authenticates, within [`CONNECT_TIMEOUT`].
-    pub async fn dial(&self) -> Result<RelaySocket, DialError> {
+    pub(crate) async fn dial(&self) -> Result<RelaySocket, DialError> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.dial_untimed()).await {
             Ok(dialed) => dialed,
             Err(_) => Err(DialError::Retry(format!(
                 "no answer within {}",
-                crate::seconds(CONNECT_TIMEOUT)
+                seconds(CONNECT_TIMEOUT)
             ))),
         }
     }
@@ -128,13 +128,13 @@ impl Dialer {
     fn request(&self) -> Result<tungstenite::handshake::client::Request, AgentError> {
         let endpoint = self.relay.endpoint();
         let mut request = endpoint.as_str().into_client_request().map_err(|_| {
-            crate::config::ConfigError::RelayUrl {
+            ConfigError::from(UrlError::Relay {
                 url: self.relay.to_string(),
                 reason: "cannot be turned into a WebSocket request",
-            }
+            })
         })?;
         let mut bearer = HeaderValue::try_from(format!("Bearer {}", self.token.expose()))
-            .map_err(|_| crate::config::ConfigError::Token("is not a valid HTTP header value"))?;
+            .map_err(|_| ConfigError::Token("is not a valid HTTP header value"))?;
         bearer.set_sensitive(true);
         request.headers_mut().insert(AUTHORIZATION, bearer);
         Ok(request)
@@ -168,42 +168,4 @@ fn untrusted(error: &std::io::Error) -> Option<AgentError> {
         }),
         _ => None,
     }
-}
-
-/// The TLS client settings: ring, TLS 1.2+, the system's roots plus every certificate in `ca`.
-pub fn tls_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, AgentError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(%error, "skipping unreadable system root certificates");
-    }
-    let (added, ignored) = roots.add_parsable_certificates(native.certs);
-    tracing::debug!(added, ignored, "loaded system root certificates");
-    if let Some(path) = ca {
-        let ca_error = |reason: String| AgentError::CaFile {
-            path: path.to_owned(),
-            reason,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|error| ca_error(format!("cannot read it ({error})")))?;
-        let mut found = 0;
-        for cert in certs {
-            let cert = cert.map_err(|error| ca_error(format!("not valid PEM ({error})")))?;
-            roots
-                .add(cert)
-                .map_err(|error| ca_error(format!("holds an unusable certificate ({error})")))?;
-            found += 1;
-        }
-        if found == 0 {
-            return Err(ca_error("holds no PEM certificate".into()));
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|error| AgentError::Tls(error.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
 }

@@ -10,11 +10,11 @@ use rand::Rng;
 
 /// The first step. Small, so that a relay restart sees its agents back within about a second or
 /// two: the first four delays add up to at most 1.5 s.
-pub const INITIAL_DELAY: Duration = Duration::from_millis(100);
+pub(crate) const INITIAL_DELAY: Duration = Duration::from_millis(100);
 
 /// The largest step: a relay that has been down for a while is retried twice a minute, which
 /// costs nothing and brings the agent back soon after the relay is.
-pub const MAX_DELAY: Duration = Duration::from_secs(30);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// Each failed attempt doubles the step.
 const FACTOR: u32 = 2;
@@ -22,11 +22,11 @@ const FACTOR: u32 = 2;
 /// A session that lasted this long was healthy, so the next failure starts again from
 /// [`INITIAL_DELAY`] instead of where the last outage left off. Shorter sessions keep growing the
 /// delay, so a relay that accepts and then drops the agent at once is not hammered either.
-pub const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+pub(crate) const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 
 /// The delays between attempts.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     step: Duration,
     initial: Duration,
     max: Duration,
@@ -40,7 +40,7 @@ impl Default for Backoff {
 
 impl Backoff {
     /// Backoff that starts at `initial` and grows up to `max`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
         Backoff {
             step: initial,
             initial,
@@ -49,13 +49,13 @@ impl Backoff {
     }
 
     /// The delay before the next attempt, drawn with the thread's random generator.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         self.next_delay_with(&mut rand::rng())
     }
 
     /// The delay before the next attempt: between half the current step and the whole of it.
     /// The step then grows, up to the maximum.
-    pub fn next_delay_with(&mut self, rng: &mut impl Rng) -> Duration {
+    pub(crate) fn next_delay_with(&mut self, rng: &mut impl Rng) -> Duration {
         let half = self.step / 2;
         let jitter = rng.random_range(Duration::ZERO..=self.step - half);
         self.step = (self.step * FACTOR).min(self.max);
@@ -63,7 +63,7 @@ impl Backoff {
     }
 
     /// Starts again from the initial step, after a healthy session.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.step = self.initial;
     }
 }

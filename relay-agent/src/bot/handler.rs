@@ -24,7 +24,7 @@
 //!   so **that one reply is lost** (replies are at-most-once).
 //! - Crash after the call and before the relay gets the answer: the redelivery is a duplicate,
 //!   acknowledged without calling the bot or repeating the call.
-//! - Machine crash: see [`crate::dedupe`] for the ids of the last [`SYNC_INTERVAL`].
+//! - Machine crash: see [`crate::bot::dedupe`] for the ids of the last [`SYNC_INTERVAL`].
 //!
 //! For a stored update, steps 3 and 4 run as a task of their own, so that a `Cancel` from the
 //! relay (its deadline passed), which aborts the request's task, cannot stop the agent between
@@ -40,29 +40,29 @@ use protocol::{Delivery, Failure, FailureKind, Frame, Request, Response};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::api::reply::{API_CALL_TIMEOUT, Replier};
+use crate::bot::dedupe::{self, Answer, Dedupe, Limits};
+use crate::bot::forward::Forwarder;
 use crate::config::Config;
-use crate::dedupe::{Answer, Dedupe, Limits};
 use crate::error::AgentError;
-use crate::forward::Forwarder;
-use crate::reply::{API_CALL_TIMEOUT, Replier};
 use crate::stats::{Counter, Stats};
 
 /// How often recorded ids are synced to disk. Each record reaches the OS at once, which is enough
 /// to survive the agent being killed; syncing once a second bounds what a machine crash can lose
 /// without an fsync per update.
-pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the agent waits, when it stops, for Bot API calls already under way: each has its own
 /// [`API_CALL_TIMEOUT`], so this is enough for all of them.
-pub const DRAIN_TIMEOUT: Duration = API_CALL_TIMEOUT;
+pub(crate) const DRAIN_TIMEOUT: Duration = API_CALL_TIMEOUT;
 
 /// The header that marks an answer the agent gave without asking the bot.
-pub const DUPLICATE_HEADER: &str = "x-relay-duplicate";
+pub(crate) const DUPLICATE_HEADER: &str = "x-relay-duplicate";
 
 /// Handles requests for all sessions: one per agent, so that its windows, pools and counters
 /// outlive reconnects.
 #[derive(Debug)]
-pub struct Handler {
+pub(crate) struct Handler {
     forwarder: Forwarder,
     dedupe: Dedupe,
     replier: Arc<Replier>,
@@ -73,12 +73,12 @@ pub struct Handler {
 
 impl Handler {
     /// A handler for `config`: opens the state directory (if any) and builds the clients.
-    pub fn new(config: &Config, stats: Arc<Stats>) -> Result<Handler, AgentError> {
+    pub(crate) fn new(config: &Config, stats: Arc<Stats>) -> Result<Handler, AgentError> {
         Handler::with_limits(config, stats, Limits::default())
     }
 
     /// [`Handler::new`] with other duplicate-window bounds.
-    pub fn with_limits(
+    pub(crate) fn with_limits(
         config: &Config,
         stats: Arc<Stats>,
         limits: Limits,
@@ -93,16 +93,17 @@ impl Handler {
         })
     }
 
-    /// The counters this handler updates.
-    pub fn stats(&self) -> &Arc<Stats> {
+    /// The counters this handler updates, for tests.
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
 
     /// Handles one request and returns the [`Frame::Response`] or [`Frame::Failure`] for the
     /// relay. Bot response bodies over `max_body` bytes are refused.
-    pub async fn handle(&self, request: Request, max_body: usize) -> Frame {
+    pub(crate) async fn handle(&self, request: Request, max_body: usize) -> Frame {
         let (id, delivery, update_id) = (request.id, request.delivery, request.update_id);
-        let key = update_id.map(|update_id| crate::dedupe::key(update_id, &request.body));
+        let key = update_id.map(|update_id| dedupe::key(update_id, &request.body));
         let bot = request.bot.clone();
         if let (Some(update_id), Some(key)) = (update_id, key)
             && self.dedupe.contains(&bot, key)
@@ -215,7 +216,7 @@ impl Handler {
     }
 
     /// Syncs the duplicate windows to disk.
-    pub async fn sync(&self) {
+    pub(crate) async fn sync(&self) {
         let dedupe = self.dedupe.clone();
         if let Err(error) = tokio::task::spawn_blocking(move || dedupe.sync()).await {
             tracing::warn!(%error, "syncing the duplicate windows failed");
@@ -223,7 +224,7 @@ impl Handler {
     }
 
     /// Syncs every [`SYNC_INTERVAL`] until `stop` fires.
-    pub async fn sync_until(&self, stop: tokio_util::sync::CancellationToken) {
+    pub(crate) async fn sync_until(&self, stop: tokio_util::sync::CancellationToken) {
         let mut ticks = tokio::time::interval(SYNC_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -236,7 +237,7 @@ impl Handler {
 
     /// For shutdown: waits up to [`DRAIN_TIMEOUT`] for answers being settled, syncs the windows
     /// and logs the counters.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.settling.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, self.settling.wait())
             .await

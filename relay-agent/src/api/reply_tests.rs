@@ -297,5 +297,5 @@ async fn a_silent_bot_api_times_out() {
 
 #[test]
 fn the_https_client_builds_from_the_system_roots() {
-    crate::api::client(&ApiUrl::default()).expect("https client");
+    crate::api::client::build(&ApiUrl::default()).expect("https client");
 }

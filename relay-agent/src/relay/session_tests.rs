@@ -16,8 +16,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::*;
+use crate::bot::handler::Handler;
 use crate::config::Config;
-use crate::handler::Handler;
 use crate::stats::Stats;
 use crate::test_bot::{Received, TestBot, respond};
 use crate::test_relay::{FakeRelay, TEST_DEADLINE};
