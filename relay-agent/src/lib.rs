@@ -39,10 +39,6 @@ mod tls;
 pub mod url;
 
 #[cfg(test)]
-mod test_bot;
-#[cfg(test)]
-mod test_dir;
-#[cfg(test)]
 mod test_relay;
 
 use protocol::{Hello, PROTOCOL_VERSION};

@@ -7,13 +7,17 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use relay_agent::{Cli, Config};
+use service::fail;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
+
+/// The name every error line starts with.
+const PROGRAM: &str = "relay-agent";
+/// Exit status for a configuration the user must fix (as for clap's usage errors).
+const EXIT_CONFIG: u8 = 2;
 
 /// One thread: the agent's work is hand-offs between one WebSocket and the bots' connections,
 /// which cost a function call on one thread and a wake-up between threads. On the benchmark it
@@ -23,56 +27,20 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     let config = match Config::from_cli(Cli::parse()) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("relay-agent: error: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return fail(PROGRAM, error, EXIT_CONFIG),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    service::init_logging();
 
     let shutdown = CancellationToken::new();
-    if let Err(error) = cancel_on_signal(shutdown.clone()) {
-        eprintln!("relay-agent: error: cannot watch for SIGTERM and SIGINT: {error}");
-        return ExitCode::FAILURE;
+    if let Err(error) = service::cancel_on_signal(shutdown.clone()) {
+        return fail(
+            PROGRAM,
+            format!("cannot watch for SIGTERM and SIGINT: {error}"),
+            1,
+        );
     }
     match relay_agent::run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("relay-agent: error: {error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => fail(PROGRAM, error, 1),
     }
-}
-
-/// SIGTERM (service managers) and SIGINT (Ctrl-C) both mean: close the session and exit 0.
-/// The handlers are installed before this returns, so no early signal is lost to the default
-/// action.
-fn cancel_on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-            tracing::info!("shutting down");
-            shutdown.cancel();
-        });
-    }
-    #[cfg(not(unix))]
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-        shutdown.cancel();
-    });
-    Ok(())
 }

@@ -1,77 +1,28 @@
 //! The `relay-agent` binary as a user meets it: flag errors, help, giving up on an unreachable
 //! relay, and stopping on SIGTERM.
 
-use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_relay-agent");
+use test_support::{DEADLINE, Program, TempDir, terminate};
 
-/// How long any run of the binary may take in these tests.
-const DEADLINE: Duration = Duration::from_secs(20);
+/// The binary under test.
+const AGENT: Program = Program {
+    path: env!("CARGO_BIN_EXE_relay-agent"),
+    name: "relay-agent",
+    log: "info",
+};
 
-/// A working directory of one run's own, removed when dropped: the agent keeps its state in
-/// `./relay-agent-data` by default, and two agents may not share one.
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn new() -> WorkDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("relay-agent-cli-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create work dir");
-        WorkDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
+/// The agent with `args`, started in a fresh working directory of its own: the agent keeps its
+/// state in `./relay-agent-data` by default, and two agents may not share one.
+fn agent(args: &[&str]) -> (Command, TempDir) {
+    let dir = TempDir::new("agent-cli");
+    (AGENT.command(args, dir.path()), dir)
 }
 
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The agent with `args`, started in a fresh working directory.
-fn agent(args: &[&str]) -> (Command, WorkDir) {
-    let dir = WorkDir::new();
-    let mut command = Command::new(AGENT);
-    command
-        .current_dir(dir.path())
-        .args(args)
-        .env_remove("RELAY_AGENT_TOKEN")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    (command, dir)
-}
-
-/// Waits for `child` to exit, killing it if it outlives [`DEADLINE`].
-fn wait(mut child: Child) -> (ExitStatus, String) {
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait().expect("try_wait") {
-            Some(status) => break status,
-            None if started.elapsed() > DEADLINE => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("relay-agent did not exit within {DEADLINE:?}");
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        pipe.read_to_string(&mut stderr).expect("read stderr");
-    }
-    (status, stderr)
+fn wait(child: Child) -> (ExitStatus, String) {
+    AGENT.wait(child)
 }
 
 /// Runs the agent to completion: its exit status and what it wrote to stderr.
@@ -80,19 +31,15 @@ fn run(args: &[&str]) -> (ExitStatus, String) {
 }
 
 /// [`run`], also returning the working directory it ran in.
-fn run_in(args: &[&str]) -> ((ExitStatus, String), WorkDir) {
+fn run_in(args: &[&str]) -> ((ExitStatus, String), TempDir) {
     let (mut command, dir) = agent(args);
     (wait(command.spawn().expect("start relay-agent")), dir)
 }
 
 /// Asserts a validation failure: exit 2 and exactly one `relay-agent: error:` line.
 fn assert_one_line_error(args: &[&str], mentions: &str) {
-    let (status, stderr) = run(args);
-    assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
-    let lines: Vec<_> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
-    assert!(lines[0].starts_with("relay-agent: error: "), "{stderr}");
-    assert!(lines[0].contains(mentions), "{stderr}");
+    let dir = TempDir::new("agent-cli");
+    AGENT.assert_one_line_error(args, dir.path(), 2, mentions);
 }
 
 #[test]
@@ -239,11 +186,7 @@ fn sigterm_stops_the_agent_cleanly() {
             Err(error) => panic!("accept: {error}"),
         }
     };
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
+    terminate(&child);
     let (status, stderr) = wait(child);
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("shutting down"), "{stderr}");
@@ -251,7 +194,7 @@ fn sigterm_stops_the_agent_cleanly() {
 
 #[test]
 fn an_unusable_state_dir_is_named_and_bot_tokens_stay_out_of_errors() {
-    let dir = WorkDir::new();
+    let dir = TempDir::new("agent-cli");
     let file = dir.path().join("file");
     std::fs::write(&file, b"").expect("write");
     let state = file.join("state");

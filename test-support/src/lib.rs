@@ -5,12 +5,12 @@
 //! # Layout
 //! - [`bot`]: [`TestBot`], a local bot that records what reaches it and answers as told.
 //! - [`process`]: running the binaries: clean environment, deadlines, SIGTERM, output.
-//! - [`temp_dir`]: a fresh directory per fixture.
+//! - [`temp_dir`], [`TempDir`]: a fresh directory per fixture, kept or removed on drop.
 
 pub mod bot;
 pub mod process;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use bot::{Answer, IntoAnswer, Received, TestBot, respond};
@@ -24,4 +24,27 @@ pub fn temp_dir(label: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// A fresh directory from [`temp_dir`] that is removed when dropped, for a test that leaves
+/// nothing behind.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory labelled `label`.
+    pub fn new(label: &str) -> Self {
+        Self(temp_dir(label))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

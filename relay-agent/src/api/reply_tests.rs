@@ -7,7 +7,7 @@ use protocol::Secret;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::test_bot::{Received, TestBot, respond};
+use test_support::{Answer, Received, TestBot, respond};
 
 /// A bound on every wait in these tests, far above what any of them needs.
 const TEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -285,7 +285,7 @@ async fn an_unreachable_bot_api_fails_without_showing_the_token() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_bot_api_times_out() {
-    let api = TestBot::start(|_| std::future::pending()).await;
+    let api = TestBot::start(|_| std::future::pending::<Answer>()).await;
     let (replier, stats) = replier(&api.url(""), Some(TOKEN));
     let send = answer("application/json", r#"{"method":"sendMessage"}"#);
     assert_eq!(

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::idlog::{self, Damage, IdLog, MAGIC, RECORD_LEN};
 use super::*;
-use crate::test_dir::TestDir;
+use test_support::TempDir;
 
 fn limits(ids_per_bot: usize) -> Limits {
     Limits {
@@ -16,7 +16,7 @@ fn limits(ids_per_bot: usize) -> Limits {
     }
 }
 
-fn open(dir: &TestDir, bots: &[&str], ids_per_bot: usize) -> Dedupe {
+fn open(dir: &TempDir, bots: &[&str], ids_per_bot: usize) -> Dedupe {
     Dedupe::open(Some(dir.path()), bots, limits(ids_per_bot)).expect("open state dir")
 }
 
@@ -26,7 +26,7 @@ fn held(dedupe: &Dedupe, bot: &str, ids: impl IntoIterator<Item = i64>) -> Vec<i
         .collect()
 }
 
-fn file_len(dir: &TestDir, bot: &str) -> usize {
+fn file_len(dir: &TempDir, bot: &str) -> usize {
     let len = std::fs::metadata(log_path(dir.path(), bot))
         .expect("state file")
         .len();
@@ -60,7 +60,7 @@ fn the_window_is_bounded_and_forgets_the_oldest_first() {
 
 #[test]
 fn the_window_survives_reopening() {
-    let dir = TestDir::new("reopen");
+    let dir = TempDir::new("reopen");
     let dedupe = open(&dir, &["echo"], 100);
     for id in [900_000_001, -5, 0, i64::MAX] {
         dedupe.record("echo", id, None);
@@ -82,7 +82,7 @@ fn the_window_survives_reopening() {
 
 #[test]
 fn the_file_is_compacted_and_a_reopen_keeps_the_newest_ids() {
-    let dir = TestDir::new("compact");
+    let dir = TempDir::new("compact");
     let dedupe = open(&dir, &["echo"], 3);
     for id in 1..=20 {
         dedupe.record("echo", id, None);
@@ -109,7 +109,7 @@ fn the_file_is_compacted_and_a_reopen_keeps_the_newest_ids() {
 
 #[test]
 fn ids_recorded_while_a_rewrite_is_written_land_in_the_new_file() {
-    let dir = TestDir::new("rewrite-race");
+    let dir = TempDir::new("rewrite-race");
     let path = log_path(dir.path(), "echo");
     let mut window = BotWindow::load(dir.path(), "echo", 3).expect("load");
     for id in 1..=6 {
@@ -141,7 +141,7 @@ fn ids_recorded_while_a_rewrite_is_written_land_in_the_new_file() {
 
 #[test]
 fn a_truncated_tail_is_cut_off_and_the_file_stays_usable() {
-    let dir = TestDir::new("torn");
+    let dir = TempDir::new("torn");
     let dedupe = open(&dir, &["echo"], 100);
     for id in 1..=3 {
         dedupe.record("echo", id, None);
@@ -163,7 +163,7 @@ fn a_truncated_tail_is_cut_off_and_the_file_stays_usable() {
 
 #[test]
 fn a_corrupt_tail_or_header_keeps_what_decodes() {
-    let dir = TestDir::new("corrupt");
+    let dir = TempDir::new("corrupt");
     let dedupe = open(&dir, &["echo"], 100);
     dedupe.record("echo", 1, None);
     dedupe.record("echo", 2, None);
@@ -225,7 +225,7 @@ fn decoding_keeps_every_whole_record_before_the_damage_and_never_panics() {
 
 #[test]
 fn each_bot_has_its_own_window_and_file() {
-    let dir = TestDir::new("per-bot");
+    let dir = TempDir::new("per-bot");
     let dedupe = open(&dir, &["shop", "news"], 100);
     dedupe.record("shop", 5, None);
     dedupe.record("news", 6, None);
@@ -244,7 +244,7 @@ fn each_bot_has_its_own_window_and_file() {
 
 #[test]
 fn two_agents_cannot_share_a_state_directory() {
-    let dir = TestDir::new("locked");
+    let dir = TempDir::new("locked");
     let first = open(&dir, &["echo"], 100);
     let error = Dedupe::open(Some(dir.path()), &["echo"], limits(100)).expect_err("locked");
     let text = error.to_string();
@@ -258,7 +258,7 @@ fn two_agents_cannot_share_a_state_directory() {
 
 #[test]
 fn a_state_directory_that_cannot_be_created_is_named_in_the_error() {
-    let dir = TestDir::new("not-a-dir");
+    let dir = TempDir::new("not-a-dir");
     let file = dir.path().join("file");
     std::fs::write(&file, b"").expect("write");
     let error = Dedupe::open(Some(&file.join("state")), &["echo"], Limits::default())

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::config::Config;
-use crate::test_bot::{Received, TestBot, respond};
+use test_support::{Answer, Received, TestBot, respond};
 
 /// A bound on every wait in these tests, far above what any of them needs.
 const TEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -171,7 +171,7 @@ async fn an_unreachable_bot_is_reported_with_its_url() {
 
 #[tokio::test]
 async fn a_slow_bot_times_out() {
-    let bot = TestBot::start(|_| std::future::pending()).await;
+    let bot = TestBot::start(|_| std::future::pending::<Answer>()).await;
     let forwarder = forwarder(&bot.url("/"), |c| {
         c.request_timeout = Duration::from_millis(300)
     });
@@ -242,7 +242,7 @@ async fn a_full_agent_answers_overloaded() {
         let arrived = arrived.clone();
         async move {
             arrived.send(()).await.expect("test alive");
-            std::future::pending().await
+            std::future::pending::<Answer>().await
         }
     })
     .await;

@@ -8,8 +8,8 @@ use protocol::Secret;
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::test_bot::{Received, TestBot, respond};
 use crate::url::ApiUrl;
+use test_support::{Received, TestBot, respond};
 
 /// A bound on every wait in these tests, far above what any of them needs.
 const TEST_DEADLINE: Duration = Duration::from_secs(10);

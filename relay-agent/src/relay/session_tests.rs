@@ -19,8 +19,8 @@ use super::*;
 use crate::bot::handler::Handler;
 use crate::config::Config;
 use crate::stats::Stats;
-use crate::test_bot::{Received, TestBot, respond};
 use crate::test_relay::{FakeRelay, TEST_DEADLINE};
+use test_support::{Answer, Received, TestBot, respond};
 
 const HEARTBEAT: Duration = crate::config::DEFAULT_HEARTBEAT_TIMEOUT;
 
@@ -298,7 +298,7 @@ async fn cancel_aborts_a_slow_request_and_frees_its_slot() {
 
 #[tokio::test]
 async fn a_request_id_already_in_flight_is_rejected() {
-    let bot = TestBot::start(|_| std::future::pending()).await;
+    let bot = TestBot::start(|_| std::future::pending::<Answer>()).await;
     let Setup {
         mut relay,
         shutdown,

@@ -5,30 +5,20 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
+use test_support::TempDir;
 
 use super::record::{DEAD, MAX_ERROR_LEN, PENDING};
 use super::writer::MAX_BATCH_OPS;
 use super::*;
 
-/// A fresh directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> Self {
-        let unique: u64 = rand::random();
-        let dir = std::env::temp_dir().join(format!("relay-store-{label}-{unique:x}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("store.redb")
-    }
+/// The store file in a test's own directory.
+trait StoreDir {
+    fn db(&self) -> PathBuf;
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+impl StoreDir for TempDir {
+    fn db(&self) -> PathBuf {
+        self.path().join("store.redb")
     }
 }
 
