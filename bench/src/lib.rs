@@ -2,15 +2,23 @@
 //! wrk, comparing each way through the relay with the bot reached directly.
 //!
 //! # Layout
-//! - [`cli`]: the options and the [`Plan`] they make.
-//! - [`lab`]: the temporary directory and the binaries under test.
-//! - [`child`]: a spawned process, its log, its CPU and memory, its signals.
-//! - [`net`], [`client`]: free ports, readiness, and the bench's own HTTP requests.
-//! - [`update`]: the Telegram update every request carries.
-//! - [`nginx`], [`relay`], [`agent`], [`pair`]: the processes under test.
-//! - [`variant`], [`wrk`], [`matrix`]: the load matrix.
+//! Top to bottom: each module imports only modules listed below it.
+//! - [`report`]: what is printed.
+//! - [`machine`]: the machine the numbers were measured on.
 //! - [`extras`]: memory, dead-agent detection, restart recovery, durable intake.
-//! - [`machine`], [`report`]: what is printed.
+//! - [`matrix`]: the load matrix, round by round.
+//! - [`variant`]: each way a request can take to the bot.
+//! - [`wrk`]: the load generator and what it measured.
+//! - [`pair`]: a relay and an agent started together.
+//! - [`agent`]: a relay-agent under test.
+//! - [`relay`]: a relay-server under test.
+//! - [`nginx`]: the bot: nginx answering every update.
+//! - [`client`]: the bench's own HTTP requests and readiness checks.
+//! - [`update`]: the Telegram update every request carries.
+//! - [`net`]: free ports.
+//! - [`child`]: a spawned process, its log, its CPU and memory, its signals.
+//! - [`lab`]: the temporary directory, the binaries under test, and what is on PATH.
+//! - [`cli`]: the options and the [`Plan`] they make.
 
 pub mod agent;
 pub mod child;
@@ -62,7 +70,7 @@ pub async fn run(options: Options) -> Result<()> {
     raise_open_files_limit(plan.idle_agents)?;
     let lab = Lab::new(&plan.bin_dir)?;
     for tool in ["wrk", "nginx"] {
-        if !on_path(tool) {
+        if !lab::on_path(tool) {
             bail!("{tool} is not installed; bench/run installs it");
         }
     }
@@ -123,10 +131,4 @@ fn raise_open_files_limit(idle_agents: usize) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Whether `program` is an executable file in a directory of PATH.
-pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }

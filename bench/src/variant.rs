@@ -112,10 +112,10 @@ impl Setup {
                 tunnel: Tunnel::Relay(Box::new(pair)),
             });
         }
-        if crate::on_path("rathole") {
+        if crate::lab::on_path("rathole") {
             setups.push(start_rathole(lab, nginx).await?);
         }
-        if crate::on_path("bore") {
+        if crate::lab::on_path("bore") {
             setups.push(start_bore(lab, nginx).await?);
         }
         let proxy = Nginx::start_proxy(&lab.subdir("nginx-proxy")?, nginx).await?;
