@@ -10,6 +10,8 @@ use anyhow::{Context, Result};
 use rustix::process::Signal;
 use serde::Deserialize;
 
+use relay_server::data_dir::DataDir;
+
 use crate::child::Child;
 use crate::client::Endpoint;
 use crate::lab::{AGENT_TOKEN, Lab};
@@ -138,7 +140,7 @@ impl Relay {
     /// The self-signed certificate agents and clients must trust, when TLS is on.
     pub fn ca(&self) -> Option<PathBuf> {
         self.tls
-            .then(|| self.dir.join("data/tls/self-signed-cert.pem"))
+            .then(|| DataDir::new(self.dir.join("data")).self_signed_cert())
     }
 
     /// The agent's `--relay` URL.

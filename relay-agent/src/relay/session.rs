@@ -159,7 +159,7 @@ impl Link {
         St: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
     {
         let bots = hello.bots.clone();
-        deliver(&self.outbox, Frame::Hello(hello)).await;
+        send_to_relay(&self.outbox, Frame::Hello(hello)).await;
         let answer = tokio::select! {
             () = self.stop.cancelled() => return Ok(Err(self.stopped())),
             answer = tokio::time::timeout(HELLO_TIMEOUT, reader.next()) => answer,
@@ -237,14 +237,14 @@ impl Link {
                             message,
                         });
                         tasks.spawn(async move {
-                            deliver(&outbox, failure).await;
+                            send_to_relay(&outbox, failure).await;
                             id
                         });
                         continue;
                     }
                     let handler = handler.clone();
                     let task = async move {
-                        deliver(&outbox, handler.handle(request, max_body).await).await;
+                        send_to_relay(&outbox, handler.handle(request, max_body).await).await;
                         id
                     };
                     in_flight.insert(id, tasks.spawn(task.in_current_span()));
@@ -318,9 +318,9 @@ impl Link {
     }
 }
 
-/// Queues one answer for the relay. An answer that cannot be encoded (over the frame limit)
+/// Queues one frame for the relay. An answer that cannot be encoded (over the frame limit)
 /// becomes a failure, so the relay is never left waiting.
-async fn deliver(outbox: &Outbox, frame: Frame) {
+async fn send_to_relay(outbox: &Outbox, frame: Frame) {
     let encoded = message(&frame).or_else(|error| match &frame {
         Frame::Response(response) => message(&Frame::Failure(Failure {
             id: response.id,

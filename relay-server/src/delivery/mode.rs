@@ -131,7 +131,7 @@ impl Policy {
 
     /// Stores `request`, an update of `queue`, for delivery from the store. `Ok` means it is on
     /// disk and the relay may answer 200.
-    pub(crate) async fn store(
+    pub(crate) async fn store_update(
         &self,
         request: protocol::Request,
         queue: String,

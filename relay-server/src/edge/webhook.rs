@@ -129,7 +129,7 @@ async fn store_then_ack(
     queue: String,
 ) -> Response<Full<Bytes>> {
     let update_id = request.update_id;
-    match edge.policy.store(request, queue).await {
+    match edge.policy.store_update(request, queue).await {
         Ok(()) => {
             tracing::debug!(update_id, "stored");
             plain(StatusCode::OK, Bytes::new())
