@@ -87,7 +87,7 @@ impl DataDir {
 }
 
 /// Writes a file only its owner can read, since it holds a secret.
-pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -99,7 +99,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 /// Reads the agent token from `path`, or makes one (32 random bytes, hex) and keeps it there, so
 /// that agents set up once keep working across restarts. The flag says whether it was made now.
-pub fn load_or_create_token(path: &Path) -> std::io::Result<(Secret, bool)> {
+pub(crate) fn load_or_create_token(path: &Path) -> std::io::Result<(Secret, bool)> {
     match std::fs::read_to_string(path) {
         Ok(text) if !text.trim().is_empty() => return Ok((Secret::new(text.trim()), false)),
         Ok(_) => {}

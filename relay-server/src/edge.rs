@@ -11,7 +11,7 @@
 pub(crate) mod checks;
 pub(crate) mod headers;
 pub(crate) mod listener;
-pub mod tls;
+pub(crate) mod tls;
 pub(crate) mod webhook;
 
 use std::collections::HashMap;

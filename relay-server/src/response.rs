@@ -6,14 +6,14 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
 /// A response with `status` and `body` and nothing else.
-pub fn plain(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+pub(crate) fn plain(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response
 }
 
 /// The relay's own answer: a status and one short sentence, never an error dump.
-pub fn text_response(status: StatusCode, sentence: &'static str) -> Response<Full<Bytes>> {
+pub(crate) fn text_response(status: StatusCode, sentence: &'static str) -> Response<Full<Bytes>> {
     let mut response = plain(status, Bytes::from(format!("{sentence}\n")));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use handle::{AgentHandle, CallError};
-pub use registry::{Registration, Registry};
+pub use handle::AgentHandle;
+pub(crate) use handle::CallError;
+pub use registry::Registry;
 
 use crate::config::Limits;
 use access::Access;

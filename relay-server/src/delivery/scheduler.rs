@@ -28,7 +28,7 @@ const RETENTION_SWEEP: Duration = Duration::from_secs(60);
 
 /// What happened to stored updates, for logs, the admin API and metrics.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Updates written to the store (and answered 200).
     pub stored: AtomicU64,
     /// Stored updates the bot acknowledged.
@@ -45,7 +45,7 @@ pub struct Stats {
 
 /// The stored-delivery engine of one relay; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     inner: Arc<Inner>,
 }
 

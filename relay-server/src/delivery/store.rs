@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use error::StoreError;
-pub use record::{MAX_RECORD_LEN, NewUpdate, StoredUpdate};
+pub(crate) use error::StoreError;
+pub(crate) use record::{MAX_RECORD_LEN, NewUpdate, StoredUpdate};
 
 use op::{Op, Reply};
 use record::Fields;
@@ -58,14 +58,14 @@ const EXPIRE_CHUNK: usize = 1024;
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The default cap on record bytes held (pending and dead together).
-pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// The writer thread's name, as it shows in `top -H` and panic messages.
 const WRITER_THREAD: &str = "relay-store-writer";
 
 /// How much the store may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreLimits {
+pub(crate) struct StoreLimits {
     /// Cap on record bytes held, pending and dead together. Past it appends fail with
     /// [`StoreError::Full`], and the webhook answers 503 so that Telegram keeps the update.
     pub max_bytes: u64,
@@ -85,7 +85,7 @@ impl Default for StoreLimits {
 /// The store; cheap to clone. When the last handle goes, the writer finishes the batch in hand
 /// and the file is closed before the drop returns.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     inner: Arc<Inner>,
 }
 
@@ -108,7 +108,7 @@ impl Store {
     /// [`Store::corrupt_count`] and left in place; it never stops the relay from starting. The
     /// file's own checksums are verified on every open (redb's integrity check), since an open
     /// that trusts a damaged file may panic.
-    pub fn open(
+    pub(crate) fn open(
         path: &Path,
         limits: StoreLimits,
     ) -> Result<(Store, Vec<StoredUpdate>), StoreError> {
@@ -172,7 +172,7 @@ impl Store {
     /// [`StoreError::Full`] when it would take the store past `max_bytes` (checked by the writer,
     /// so concurrent appends cannot overshoot); [`StoreError::TooLarge`] when it is over
     /// `max_record_bytes`.
-    pub async fn append(&self, update: NewUpdate) -> Result<StoredUpdate, StoreError> {
+    pub(crate) async fn append(&self, update: NewUpdate) -> Result<StoredUpdate, StoreError> {
         let NewUpdate {
             bot,
             queue,
@@ -217,7 +217,7 @@ impl Store {
 
     /// Removes a delivered update, durably. Removing one that is not there (retention dropped it
     /// while it was in flight) is not an error.
-    pub async fn remove(&self, bot: &str, seq: u64) -> Result<(), StoreError> {
+    pub(crate) async fn remove(&self, bot: &str, seq: u64) -> Result<(), StoreError> {
         let bot = bot.to_owned();
         self.call(|reply| Op::Remove { bot, seq, reply }).await?;
         Ok(())
@@ -225,7 +225,7 @@ impl Store {
 
     /// Records a failed attempt: `attempts` + 1 and the error text (clipped to
     /// [`MAX_ERROR_LEN`]). Returns the updated record, or `None` if it is no longer pending.
-    pub async fn record_failure(
+    pub(crate) async fn record_failure(
         &self,
         bot: &str,
         seq: u64,
@@ -244,7 +244,7 @@ impl Store {
     /// Moves a pending update to the dead letters, with `reason` as its `last_error`; `attempts`
     /// stays as [`Store::record_failure`] left it. Burying one that is no longer pending is not
     /// an error.
-    pub async fn bury(&self, bot: &str, seq: u64, reason: &str) -> Result<(), StoreError> {
+    pub(crate) async fn bury(&self, bot: &str, seq: u64, reason: &str) -> Result<(), StoreError> {
         let (bot, reason) = (bot.to_owned(), reason.to_owned());
         let found = self
             .call(|reply| Op::Bury {
@@ -261,7 +261,7 @@ impl Store {
     }
 
     /// Up to `limit` dead letters (never more than 10 000), of `bot` or of all bots, oldest first.
-    pub async fn dead_letters(
+    pub(crate) async fn dead_letters(
         &self,
         bot: Option<&str>,
         limit: usize,
@@ -275,13 +275,17 @@ impl Store {
     /// Moves a dead letter back to pending with no attempts, no error and a new seq, so that it
     /// queues behind what its chat already has. Returns it, or `None` if there is no such dead
     /// letter. Its `received_at_ms` stays, so retention still counts from its first arrival.
-    pub async fn replay(&self, bot: &str, seq: u64) -> Result<Option<StoredUpdate>, StoreError> {
+    pub(crate) async fn replay(
+        &self,
+        bot: &str,
+        seq: u64,
+    ) -> Result<Option<StoredUpdate>, StoreError> {
         let bot = bot.to_owned();
         self.call(|reply| Op::Replay { bot, seq, reply }).await
     }
 
     /// Deletes a dead letter for good; true if it existed.
-    pub async fn drop_dead(&self, bot: &str, seq: u64) -> Result<bool, StoreError> {
+    pub(crate) async fn drop_dead(&self, bot: &str, seq: u64) -> Result<bool, StoreError> {
         let bot = bot.to_owned();
         self.call(|reply| Op::DropDead { bot, seq, reply }).await
     }
@@ -292,7 +296,7 @@ impl Store {
     /// Finds them with a read scan that decodes every record (off the writer's thread), then has
     /// the writer remove them in chunks; cost grows with what is held, so call it every minute or
     /// so, not per update.
-    pub async fn expire(&self, cutoff_ms: u64) -> Result<Vec<StoredUpdate>, StoreError> {
+    pub(crate) async fn expire(&self, cutoff_ms: u64) -> Result<Vec<StoredUpdate>, StoreError> {
         let keys = self.read(move |db| read::older_than(db, cutoff_ms)).await?;
         let mut expired = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(EXPIRE_CHUNK) {
@@ -311,28 +315,28 @@ impl Store {
 
     /// Record bytes held, pending and dead together, as of the last commit: what
     /// [`StoreLimits::max_bytes`] caps.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.inner.counters.bytes.load(Ordering::Relaxed)
     }
 
     /// Records in the pending table, as of the last commit.
-    pub fn pending_count(&self) -> usize {
+    pub(crate) fn pending_count(&self) -> usize {
         self.inner.counters.pending.load(Ordering::Relaxed)
     }
 
     /// Records in the dead-letter table, as of the last commit.
-    pub fn dead_count(&self) -> usize {
+    pub(crate) fn dead_count(&self) -> usize {
         self.inner.counters.dead.load(Ordering::Relaxed)
     }
 
     /// Records found on open that do not decode (kept, counted in the totals, never delivered).
-    pub fn corrupt_count(&self) -> usize {
+    pub(crate) fn corrupt_count(&self) -> usize {
         self.inner.corrupt
     }
 
     /// Write transactions committed since open (a batch that changed nothing is not committed).
     /// Far fewer than the changes made is the sign that group commit is batching.
-    pub fn commits(&self) -> u64 {
+    pub(crate) fn commits(&self) -> u64 {
         self.inner.counters.commits.load(Ordering::Relaxed)
     }
 

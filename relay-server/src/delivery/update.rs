@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// The queue of bodies that are not Telegram updates (or name no chat or user): one per bot.
-pub const BOT_QUEUE: &str = "bot";
+pub(crate) const BOT_QUEUE: &str = "bot";
 
 /// The parts of an update the relay cares about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpdateInfo {
+pub(crate) struct UpdateInfo {
     /// The update's `update_id`, if the body is an update.
     pub update_id: Option<i64>,
     /// The ordering key: `chat:<id>`, `user:<id>` or [`BOT_QUEUE`].
@@ -40,7 +40,7 @@ impl UpdateInfo {
     /// requests, boosts and reactions carry a `chat`: their queue is the chat. Callback, inline,
     /// shipping and pre-checkout queries carry a `from` (and `poll_answer` a `user`): their queue
     /// is that user, as in Telegram's server. Anything else (a `poll`) shares the bot queue.
-    pub fn read(body: &[u8]) -> Self {
+    pub(crate) fn read(body: &[u8]) -> Self {
         let fallback = Self {
             update_id: None,
             queue: BOT_QUEUE.into(),

@@ -42,7 +42,7 @@ pub enum TlsError {
 
 /// What [`load`] produced: the acceptor's config and, for a self-signed certificate, its file.
 #[derive(Debug)]
-pub struct Tls {
+pub(crate) struct Tls {
     /// The rustls server configuration.
     pub config: Arc<ServerConfig>,
     /// The PEM file agents pass as `--ca` and operators upload to Telegram, when self-signed.
@@ -50,7 +50,7 @@ pub struct Tls {
 }
 
 /// Prepares TLS for `mode`; `None` when TLS is off.
-pub fn load(
+pub(crate) fn load(
     mode: &TlsMode,
     data_dir: &DataDir,
     public_host: Option<&str>,

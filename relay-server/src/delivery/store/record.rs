@@ -14,7 +14,7 @@ use super::error::StoreError;
 
 /// One update as stored: everything needed to deliver it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredUpdate {
+pub(crate) struct StoredUpdate {
     /// Assigned by the store: unique and increasing across all bots and across restarts, so it
     /// orders updates by arrival. A replayed dead letter gets a new one.
     pub seq: u64,
@@ -44,7 +44,7 @@ pub struct StoredUpdate {
 
 /// What [`Store::append`] takes: an update as received, before the store numbers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewUpdate {
+pub(crate) struct NewUpdate {
     /// The bot the webhook was for.
     pub bot: String,
     /// The ordering key (such as `chat:123`).
@@ -77,7 +77,7 @@ pub(super) const NEXT_SEQ: &str = "next_seq";
 
 /// The longest error text or burial reason kept with an update. The text is for people reading a
 /// dead-letter listing; a bounded length keeps a chatty failure from growing a record.
-pub const MAX_ERROR_LEN: usize = 1024;
+pub(super) const MAX_ERROR_LEN: usize = 1024;
 
 /// What decoding accepts: bincode's own cap, the largest frame.
 const DECODE_LIMIT: usize = protocol::MAX_FRAME_LEN;
@@ -85,7 +85,7 @@ const DECODE_LIMIT: usize = protocol::MAX_FRAME_LEN;
 /// The largest record `append` accepts whatever the limits say. It leaves room under the decode
 /// limit for the error text a failure adds later (plus its length prefix and option tag), so that a
 /// record once stored always reads back.
-pub const MAX_RECORD_LEN: usize = DECODE_LIMIT - MAX_ERROR_LEN - 16;
+pub(crate) const MAX_RECORD_LEN: usize = DECODE_LIMIT - MAX_ERROR_LEN - 16;
 
 /// A stored update without its key (the bot and seq live in the table key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
