@@ -1,13 +1,13 @@
 //! The agent's settings: the validated [`Config`] and its defaults, made by merging the flags
-//! ([`cli`]) with the TOML file ([`file`]); [`error`] says why a setting is refused. Imports only
+//! ([`cli`]) with the TOML file ([`file`](mod@file)); [`error`] says why a setting is refused. Imports only
 //! its own parts and [`crate::url`]; nothing here imports the rest of the agent.
 //!
 //! Flags override the file; bots from both are merged. Everything is checked once, here, so the
 //! rest of the agent works with values that are known to be usable.
 
-mod cli;
-mod error;
-mod file;
+pub(crate) mod cli;
+pub(crate) mod error;
+pub(crate) mod file;
 
 use std::path::PathBuf;
 use std::time::Duration;

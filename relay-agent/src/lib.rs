@@ -28,6 +28,10 @@
 //! - [`stats`]: counters of duplicates and replies.
 //! - [`text`]: durations, peers' text and error chains, each written on one line.
 
+// The modules are private (only the binary and the tests use the crate), and the docs are read
+// with `cargo doc --document-private-items`, which these links are for.
+#![allow(rustdoc::private_intra_doc_links)]
+
 mod api;
 mod bot;
 mod config;

@@ -3,7 +3,7 @@
 //! [`crate::Relay`] and the binary.
 //!
 //! - `api`: the server: counters, dead letters to list, replay and drop.
-//! - [`client`]: one request from the command line, and its answer for people.
+//! - [`client`](mod@client): one request from the command line, and its answer for people.
 
 pub(crate) mod api;
 pub mod client;

@@ -21,7 +21,7 @@ use crate::update;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// When to stop waiting for the 503: well past any sensible heartbeat timeout plus a request
 /// that was already waiting (the relay's bot timeout, 30 s by default).
-const GIVE_UP: Duration = Duration::from_secs(120);
+pub const GIVE_UP: Duration = Duration::from_secs(120);
 /// Pause between webhooks that were answered at once.
 const PAUSE: Duration = Duration::from_millis(10);
 

@@ -16,7 +16,7 @@ const INTERVAL: Duration = Duration::from_millis(10);
 /// Each of them: refused connections fail at once; a relay that accepts answers in milliseconds.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(250);
 /// When to stop waiting for a success.
-const GIVE_UP: Duration = Duration::from_secs(30);
+pub const GIVE_UP: Duration = Duration::from_secs(30);
 
 /// How the relay is stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //!
 //! # What survives what
 //! An id is recorded right after the bot's 2xx answer and before the agent answers the relay.
-//! Each record is handed to the OS at once ([`IdLog::append`]), so **killing the agent loses
+//! Each record is handed to the OS at once ([`IdLog::append`](idlog::IdLog::append)), so **killing the agent loses
 //! nothing recorded**. The files are synced to disk every [`crate::bot::handler::SYNC_INTERVAL`] and
 //! when the agent stops, so **a machine crash (power loss, kernel panic) may lose the ids recorded
 //! in the last second or so**: those updates reach the bot again if the relay had not yet got the
@@ -17,9 +17,9 @@
 //! The live answers are kept in memory only: after a restart a Telegram retry of an update the
 //! bot already answered gets an empty 200 (marked `x-relay-duplicate: 1`) instead.
 
-mod answers;
-mod idlog;
-mod window;
+pub(crate) mod answers;
+pub(crate) mod idlog;
+pub(crate) mod window;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};

@@ -224,7 +224,7 @@ impl Store {
     }
 
     /// Records a failed attempt: `attempts` + 1 and the error text (clipped to
-    /// [`MAX_ERROR_LEN`]). Returns the updated record, or `None` if it is no longer pending.
+    /// [`record::MAX_ERROR_LEN`]). Returns the updated record, or `None` if it is no longer pending.
     pub(crate) async fn record_failure(
         &self,
         bot: &str,

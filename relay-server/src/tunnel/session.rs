@@ -26,7 +26,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const MAX_BOTS_PER_AGENT: usize = 1000;
 
 /// Runs one agent session to its end: handshake, registration, and the read loop. `progress`
-/// comes from the [`Tracked`] connection under `ws`, if it is one.
+/// comes from the [`protocol::Tracked`] connection under `ws`, if it is one.
 pub(crate) async fn serve<S>(
     ws: S,
     grant: Grant,

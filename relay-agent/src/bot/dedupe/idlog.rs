@@ -11,7 +11,7 @@
 //!
 //! # Durability
 //! [`IdLog::append`] hands the record to the OS with one `write`: once it returns, the id survives
-//! the agent being killed. [`IdLog::sync`] (`fdatasync`) makes it survive a machine crash too; the
+//! the agent being killed. [`Unsynced::sync`] (`fdatasync`) makes it survive a machine crash too; the
 //! caller batches it. A rewrite ([`IdLog::rewrite_at`], or [`Prepared`] then
 //! [`IdLog::install`]) writes a temporary file, syncs it, renames it over the log and syncs the
 //! directory, so a crash mid-rewrite leaves the old file or the new one, whole.

@@ -19,7 +19,7 @@ pub(super) struct BotWindow {
     failing: bool,
 }
 
-/// What [`Dedupe::sync`] has to do for one window, decided under its lock and done without it.
+/// What [`super::Dedupe::sync`] has to do for one window, decided under its lock and done without it.
 #[derive(Debug)]
 pub(super) enum Maintenance {
     Nothing,

@@ -42,7 +42,7 @@ pub(crate) struct StoredUpdate {
     pub body: Bytes,
 }
 
-/// What [`Store::append`] takes: an update as received, before the store numbers it.
+/// What [`super::Store::append`] takes: an update as received, before the store numbers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NewUpdate {
     /// The bot the webhook was for.

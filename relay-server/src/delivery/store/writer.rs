@@ -168,7 +168,7 @@ fn stage(
     })
 }
 
-/// What the writer publishes after each commit, for [`Store::bytes`] and friends.
+/// What the writer publishes after each commit, for [`super::Store::bytes`] and friends.
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     pub(super) bytes: AtomicU64,
