@@ -47,12 +47,14 @@ fn main() -> ExitCode {
                 println!("{output}");
                 ExitCode::SUCCESS
             }
-            Err(error) => fail(PROGRAM, format!("{error:#}"), 1),
+            Err(error) => fail(PROGRAM, error, 1),
         };
     }
+    // Plain `{error}`: each error's own text already names its cause, and anyhow's `{:#}` would
+    // print that cause a second time.
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(PROGRAM, format!("{error:#}"), 1),
+        Err(error) => fail(PROGRAM, error, 1),
     }
 }
 
@@ -110,7 +112,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         })?),
     };
     let shutdown = CancellationToken::new();
-    service::cancel_on_signal(shutdown.clone()).context("cannot watch for signals")?;
+    service::cancel_on_signal(shutdown.clone())
+        .map_err(|error| anyhow!("cannot watch for signals: {error}"))?;
     print_banner(&relay, &listener);
     relay.run_with_admin(listener, admin, shutdown).await;
     Ok(())

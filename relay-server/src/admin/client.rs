@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{self, HeaderValue};
+use hyper::header;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use protocol::Secret;
@@ -52,14 +52,20 @@ pub enum AdminError {
         /// Why the connection failed.
         source: std::io::Error,
     },
-    /// The HTTP exchange failed after connecting.
+    /// The HTTP handshake failed after connecting.
     #[error("admin API at {address}: {source}")]
-    Http {
+    Handshake {
         /// The API's address.
         address: SocketAddr,
         /// What hyper said.
         source: hyper::Error,
     },
+    /// The request could not be sent, or its answer not read.
+    #[error("admin API: {0}")]
+    Exchange(hyper::Error),
+    /// The request could not be made: a path or token that is not valid in HTTP.
+    #[error("{0}")]
+    Request(http::Error),
     /// The API answered with an error status.
     #[error("admin API answered {status}: {message}")]
     Refused {
@@ -85,35 +91,31 @@ pub async fn call(
     method: Method,
     path: &str,
 ) -> Result<Value, AdminError> {
-    let http = |source| AdminError::Http { address, source };
     let exchange = async {
         let stream = TcpStream::connect(address)
             .await
             .map_err(|source| AdminError::Unreachable { address, source })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(http)?;
+            .map_err(|source| AdminError::Handshake { address, source })?;
         tokio::spawn(connection);
-        let mut request = Request::new(Full::new(Bytes::new()));
-        *request.method_mut() = method;
-        *request.uri_mut() = path.parse().map_err(|_| AdminError::Refused {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("{path:?} is not a valid request path"),
-        })?;
-        let headers = request.headers_mut();
-        if let Ok(host) = HeaderValue::from_str(&address.to_string()) {
-            headers.insert(header::HOST, host);
-        }
-        if let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
-            headers.insert(header::AUTHORIZATION, bearer);
-        }
-        let response = sender.send_request(request).await.map_err(http)?;
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, address.to_string())
+            .header(header::AUTHORIZATION, format!("Bearer {}", token.expose()))
+            .body(Full::new(Bytes::new()))
+            .map_err(AdminError::Request)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(AdminError::Exchange)?;
         let status = response.status();
         let body = response
             .into_body()
             .collect()
             .await
-            .map_err(http)?
+            .map_err(AdminError::Exchange)?
             .to_bytes();
         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !status.is_success() {
