@@ -12,7 +12,7 @@ use protocol::DeliveryMode;
 use super::scheduler::{Scheduler, unix_millis};
 use super::store::{NewUpdate, StoreError};
 use crate::tunnel::bots::KnownBots;
-use crate::tunnel::{AgentHandle, Registry};
+use crate::tunnel::{AgentHandle, CallError, Registry};
 
 /// Decides, per webhook, between live delivery, the store and a 503.
 #[derive(Debug)]
@@ -25,11 +25,19 @@ pub(crate) struct Policy {
     scheduler: Scheduler,
 }
 
+/// What [`Policy::admit`] found before the body was read: the bot's mode and its agent, which
+/// decide the route once the body says which chat the update belongs to.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    mode: DeliveryMode,
+    agent: Option<Arc<AgentHandle>>,
+}
+
 /// Where one webhook goes.
 #[derive(Debug)]
 pub(crate) enum Route {
     /// To this agent now. With `store_on_failure` (auto mode), a failure before the bot could
-    /// see the update ([`crate::tunnel::CallError::store_instead`]) stores it instead.
+    /// see the update stores it instead ([`Policy::store_after_failure`]).
     Live {
         /// The newest session serving the bot.
         agent: Arc<AgentHandle>,
@@ -101,19 +109,22 @@ impl Policy {
             .unwrap_or(self.default)
     }
 
-    /// The check before the body is read: a passthrough bot with no agent is told at once.
-    pub(crate) fn admit(&self, bot: &str) -> Result<(), Wait> {
-        if self.mode_of(bot) == DeliveryMode::Passthrough && self.registry.route(bot).is_none() {
+    /// The check before the body is read: looks up `bot`'s mode and agent once, and tells a
+    /// passthrough bot with no agent at once.
+    pub(crate) fn admit(&self, bot: &str) -> Result<Admitted, Wait> {
+        let mode = self.mode_of(bot);
+        let agent = self.registry.route(bot);
+        if mode == DeliveryMode::Passthrough && agent.is_none() {
             return Err(Wait::NoAgent);
         }
-        Ok(())
+        Ok(Admitted { mode, agent })
     }
 
-    /// Where a webhook for `bot` whose update belongs to `queue` goes.
-    pub(crate) fn route(&self, bot: &str, queue: &str) -> Route {
-        let mode = self.mode_of(bot);
+    /// Where an admitted webhook for `bot` whose update belongs to `queue` goes.
+    pub(crate) fn route(&self, admitted: Admitted, bot: &str, queue: &str) -> Route {
+        let Admitted { mode, agent } = admitted;
         let backlog = mode != DeliveryMode::Durable && self.scheduler.has_waiting(bot, queue);
-        match (mode, self.registry.route(bot)) {
+        match (mode, agent) {
             (DeliveryMode::Durable, _) => Route::Store,
             // A chat with stored updates waiting takes new ones into the store too, behind them.
             (DeliveryMode::Auto, _) if backlog => Route::Store,
@@ -127,6 +138,13 @@ impl Policy {
                 store_on_failure: mode == DeliveryMode::Auto,
             },
         }
+    }
+
+    /// Whether a live delivery that failed with `error` is stored instead (and answered 200):
+    /// only in auto mode (`store_on_failure`), and only when the bot cannot have seen the update
+    /// ([`CallError::store_instead`]). Otherwise Telegram gets the error's status and retries.
+    pub(crate) fn store_after_failure(store_on_failure: bool, error: &CallError) -> bool {
+        store_on_failure && error.store_instead()
     }
 
     /// Stores `request`, an update of `queue`, for delivery from the store. `Ok` means it is on
@@ -163,3 +181,7 @@ impl Policy {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "mode_tests.rs"]
+mod tests;

@@ -23,6 +23,11 @@ use crate::tunnel::{AgentHandle, CallError, Registry};
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Telegram's own retries settle at one a minute or two; so do ours.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// An agent that said it is overloaded gets a short breather before the queue tries again.
+const OVERLOAD_PAUSE: Duration = Duration::from_millis(200);
+/// After an agent vanished mid-delivery: a short pause, since the session may still be
+/// unregistering and the queue should not spin on it meanwhile.
+const AGENT_GONE_PAUSE: Duration = Duration::from_millis(20);
 /// How often expired updates are looked for. Retention is counted in hours; a minute is precise enough.
 const RETENTION_SWEEP: Duration = Duration::from_secs(60);
 
@@ -274,7 +279,8 @@ impl Scheduler {
             Ok(response) if (200..300).contains(&response.status) => Outcome::Delivered,
             Ok(response) => Outcome::Failed(AttemptError::Status(response.status)),
             Err(error) => match error.retry() {
-                Retry::Free(pause) => Outcome::Deferred(pause),
+                Retry::WhenReconnected => Outcome::Deferred(AGENT_GONE_PAUSE),
+                Retry::WhenLessBusy => Outcome::Deferred(OVERLOAD_PAUSE),
                 Retry::Counted => Outcome::Failed(AttemptError::Call(error)),
             },
         }

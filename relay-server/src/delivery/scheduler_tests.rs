@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::*;
 use crate::delivery::update::UpdateInfo;
-use crate::tunnel::handle::{AGENT_GONE_PAUSE, OVERLOAD_PAUSE, Reply};
+use crate::tunnel::handle::Reply;
 use crate::tunnel::registry::Registration;
 
 /// The bot every test delivers for.

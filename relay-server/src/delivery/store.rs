@@ -6,12 +6,13 @@
 //! Reads (the listing, the retention scan) use read transactions beside it.
 //!
 //! # Layout
-//! - `error`: why an operation failed.
-//! - `record`: an update as stored, the tables, their keys, and the bytes of one record.
+//! Each module imports only modules listed below it.
 //! - `writer`: the writer thread and its group commit.
 //! - `batch`: one write transaction applying a batch of changes.
-//! - `op`: the changes the writer takes, and the tally of what the store holds.
 //! - `read`: loading on open, listings and scans.
+//! - `op`: the changes the writer takes, and the tally of what the store holds.
+//! - `record`: an update as stored, the tables, their keys, and the bytes of one record.
+//! - `error`: why an operation failed.
 
 mod batch;
 mod error;

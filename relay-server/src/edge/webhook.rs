@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::Edge;
 use super::checks::{self, Refusal};
 use super::headers::{bot_response, forwarded_headers};
-use crate::delivery::mode::{Route, Wait};
+use crate::delivery::mode::{Policy, Route, Wait};
 use crate::delivery::update::UpdateInfo;
 use crate::response::{plain, text_response};
 
@@ -65,10 +65,13 @@ async fn intake(
         checks::discard(request.into_body(), limit.saturating_mul(2)).await;
         return refused(refusal);
     }
-    if let Err(wait) = edge.policy.admit(&bot) {
-        tracing::debug!("no agent connected");
-        return waiting(wait);
-    }
+    let admitted = match edge.policy.admit(&bot) {
+        Ok(admitted) => admitted,
+        Err(wait) => {
+            tracing::debug!("no agent connected");
+            return waiting(wait);
+        }
+    };
     let (parts, body) = request.into_parts();
     let body = match checks::read_body(body, limit).await {
         Ok(body) => body,
@@ -88,7 +91,7 @@ async fn intake(
         update_id: info.update_id,
         delivery: protocol::Delivery::Live,
     };
-    match edge.policy.route(&request.bot, &info.queue) {
+    match edge.policy.route(admitted, &request.bot, &info.queue) {
         Route::Store => store_then_ack(edge, request, info.queue).await,
         Route::Wait(wait) => {
             tracing::debug!(queue = %info.queue, reason = wait.reason(), "telegram keeps the update");
@@ -99,15 +102,15 @@ async fn intake(
             store_on_failure,
         } => {
             // In auto mode a copy is kept (cheap: the body is shared) to store if the tunnel fails.
-            let fallback = store_on_failure.then(|| request.clone());
+            let copy = store_on_failure.then(|| request.clone());
             let started = tokio::time::Instant::now();
             match agent.call(request, edge.limits.bot_timeout).await {
                 Ok(response) => {
                     tracing::debug!(status = response.status, elapsed = ?started.elapsed(), session = agent.session, "delivered");
                     bot_response(response)
                 }
-                Err(error) => match fallback {
-                    Some(request) if error.store_instead() => {
+                Err(error) => match copy {
+                    Some(request) if Policy::store_after_failure(store_on_failure, &error) => {
                         tracing::info!(%error, session = agent.session, "live delivery failed; storing the update");
                         store_then_ack(edge, request, info.queue).await
                     }

@@ -40,17 +40,14 @@ pub enum CallError {
     Encode(#[from] protocol::EncodeError),
 }
 
-/// After an agent vanished mid-delivery, long enough for its session to unregister.
-pub(crate) const AGENT_GONE_PAUSE: Duration = Duration::from_millis(20);
-/// An agent that said it is overloaded gets a short breather before the queue tries again.
-pub(crate) const OVERLOAD_PAUSE: Duration = Duration::from_millis(200);
-
-/// How a stored update that met a [`CallError`] is tried again.
+/// How a stored update that met a [`CallError`] is tried again. The first two are not the bot's
+/// fault: the attempt does not count towards the dead-letter list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {
-    /// The agent or the tunnel failed, not the bot: try again after the pause, and the attempt
-    /// does not count towards the dead-letter list.
-    Free(Duration),
+    /// The session ended: again as soon as a session serves the bot.
+    WhenReconnected,
+    /// The agent is at its limit of requests in flight: again after a breather.
+    WhenLessBusy,
     /// The attempt counts as failed: back off, and bury the update after the last attempt.
     Counted,
 }
@@ -109,12 +106,10 @@ impl CallError {
     /// How a stored update that met this error is tried again.
     pub(crate) fn retry(&self) -> Retry {
         match self {
-            // A short pause: the session may still be unregistering, and the queue should not
-            // spin on it meanwhile.
-            CallError::AgentGone => Retry::Free(AGENT_GONE_PAUSE),
-            CallError::Overloaded => Retry::Free(OVERLOAD_PAUSE),
+            CallError::AgentGone => Retry::WhenReconnected,
+            CallError::Overloaded => Retry::WhenLessBusy,
             CallError::Failed(failure) if failure.kind == FailureKind::Overloaded => {
-                Retry::Free(OVERLOAD_PAUSE)
+                Retry::WhenLessBusy
             }
             _ => Retry::Counted,
         }
