@@ -2,8 +2,8 @@
 //! Imports [`crate::delivery`], [`crate::tunnel`] and [`crate::config`]; nothing imports it but
 //! [`crate::Relay`] and the binary.
 //!
-//! - `api`: the server: counters, dead letters to list, replay and drop.
 //! - [`client`](mod@client): one request from the command line, and its answer for people.
+//! - `api`: the server: counters, dead letters to list, replay and drop.
 
 pub(crate) mod api;
 pub mod client;

@@ -16,15 +16,15 @@ use std::path::{Path, PathBuf};
 use protocol::Secret;
 
 /// The file that holds the generated agent token.
-pub const AGENT_TOKEN_FILE: &str = "agent-token";
+pub(crate) const AGENT_TOKEN_FILE: &str = "agent-token";
 /// The file that holds the admin API's token.
-pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+pub(crate) const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// The file that lists the bots agents have declared under the any-bot token.
-pub const KNOWN_BOTS_FILE: &str = "known-bots";
+pub(crate) const KNOWN_BOTS_FILE: &str = "known-bots";
 /// The file that lists the delivery modes agents asked for their bots.
-pub const BOT_MODES_FILE: &str = "bot-modes";
+pub(crate) const BOT_MODES_FILE: &str = "bot-modes";
 /// The database that holds stored updates and dead letters.
-pub const STORE_FILE: &str = "store.redb";
+pub(crate) const STORE_FILE: &str = "store.redb";
 /// The folder of the self-signed certificate.
 const TLS_DIR: &str = "tls";
 

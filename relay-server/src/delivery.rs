@@ -2,11 +2,12 @@
 //! the store in each chat's order. Imports [`crate::tunnel`] (to reach agents) and
 //! [`crate::config`] (values); the edge and the admin API use it.
 //!
+//! In the order of the data path; each module imports only modules listed below it.
 //! - [`mode`]: the live-or-stored decision.
-//! - [`update`]: what the relay reads inside an update: its `update_id` and its chat's queue.
 //! - [`scheduler`]: the loop that delivers stored updates, retries and buries them.
 //! - [`queues`]: per bot, one queue per chat, in memory.
 //! - [`store`]: the durable store of updates answered 200 for, with group commit.
+//! - [`update`]: what the relay reads inside an update: its `update_id` and its chat's queue.
 
 pub(crate) mod mode;
 pub(crate) mod queues;

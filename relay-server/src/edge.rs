@@ -1,12 +1,14 @@
 //! The edge: the one public port. Accepts connections under a bound, terminates TLS, and routes
 //! each request to the webhook intake or the agent endpoint. Imports [`crate::delivery`],
-//! [`crate::tunnel`] and [`crate::config`]; only [`crate::Relay`] uses it.
+//! [`crate::tunnel`], [`crate::config`], [`crate::response`] and [`crate::data_dir`]; only
+//! [`crate::Relay`] uses it.
 //!
+//! In the order of the data path; each module imports only modules listed below it.
 //! - [`listener`]: the accept loop, TLS handshake, HTTP/1 and routing.
-//! - [`tls`]: the server certificate, from files or self-signed.
 //! - [`webhook`]: one webhook, from checks to the answer Telegram gets.
 //! - [`checks`]: the checks before a webhook is carried: bot, secret, size, body.
 //! - [`headers`]: the headers the bot gets and the answer Telegram gets.
+//! - [`tls`]: the server certificate, from files or self-signed.
 
 pub(crate) mod checks;
 pub(crate) mod headers;

@@ -17,8 +17,8 @@
 //! - `response`: the relay's own short HTTP answers.
 //! - [`data_dir`]: every file the relay keeps in its data dir.
 
-// The modules are private (only the binary and the tests use the crate), and the docs are read
-// with `cargo doc --document-private-items`, which these links are for.
+// Most modules are private (only the binary, the tests and the bench use the crate), and the docs
+// are read with `cargo doc --document-private-items`, which these links are for.
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod admin;

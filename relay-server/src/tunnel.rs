@@ -2,12 +2,13 @@
 //! crosses their WebSocket and comes back answered. Imports only [`crate::config`] (values),
 //! [`crate::response`] and the `protocol` crate; the edge and delivery use it, never the reverse.
 //!
-//! - [`access`]: agent tokens and the bots each may serve.
-//! - [`bots`]: the bots the relay knows, and the modes agents asked for.
+//! In the order of the data path; each module imports only modules listed below it.
 //! - [`upgrade`]: the agent endpoint's HTTP upgrade and token check.
 //! - [`session`]: one agent's session: hello, registration, answers.
 //! - [`registry`]: which session serves which bot.
 //! - [`handle`]: one request across the tunnel, and why it got no answer.
+//! - [`bots`]: the bots the relay knows, and the modes agents asked for.
+//! - [`access`]: agent tokens and the bots each may serve.
 
 pub(crate) mod access;
 pub(crate) mod bots;

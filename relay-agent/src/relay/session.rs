@@ -113,9 +113,9 @@ where
     let reader = LinkReader::new(&mut stream, link.outbox.clone(), greeting.clone());
     let ended = match link.greet(reader, settings.hello.clone()).await {
         Err(fatal) => Err(fatal),
-        Ok(Err(Ended::Lost(reason))) => Ok(Ended::HelloFailed(reason)),
-        Ok(Err(ended)) => Ok(ended),
-        Ok(Ok(ack)) => {
+        Ok(Greeting::Ended(Ended::Lost(reason))) => Ok(Ended::HelloFailed(reason)),
+        Ok(Greeting::Ended(ended)) => Ok(ended),
+        Ok(Greeting::Accepted(ack)) => {
             let max_body = usize::try_from(ack.max_body_bytes)
                 .unwrap_or(usize::MAX)
                 .min(protocol::MAX_BODY_LIMIT);
@@ -140,6 +140,14 @@ where
     ended
 }
 
+/// How the hello went, when nothing fatal happened.
+enum Greeting {
+    /// The relay accepted it.
+    Accepted(HelloAck),
+    /// The session ended before the relay answered.
+    Ended(Ended),
+}
+
 /// The session's handles on the writer task.
 struct Link {
     outbox: Outbox,
@@ -149,19 +157,19 @@ struct Link {
 }
 
 impl Link {
-    /// Says hello and waits for the relay's answer: `Ok(Err(_))` if the session ended first.
+    /// Says hello and waits for the relay's answer, or for the session to end first.
     async fn greet<St>(
         &self,
         mut reader: LinkReader<St>,
         hello: Hello,
-    ) -> Result<Result<HelloAck, Ended>, AgentError>
+    ) -> Result<Greeting, AgentError>
     where
         St: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
     {
         let bots = hello.bots.clone();
         send_to_relay(&self.outbox, Frame::Hello(hello)).await;
         let answer = tokio::select! {
-            () = self.stop.cancelled() => return Ok(Err(self.stopped())),
+            () = self.stop.cancelled() => return Ok(Greeting::Ended(self.stopped())),
             answer = tokio::time::timeout(HELLO_TIMEOUT, reader.next()) => answer,
         };
         let ack = match answer {
@@ -170,13 +178,13 @@ impl Link {
                     "relay did not answer the hello within {}",
                     seconds(HELLO_TIMEOUT)
                 );
-                return Ok(Err(Ended::Lost(reason)));
+                return Ok(Greeting::Ended(Ended::Lost(reason)));
             }
-            Ok(Err(error)) => return self.ended_by(error).await.map(Err),
+            Ok(Err(error)) => return self.ended_by(error).await.map(Greeting::Ended),
             Ok(Ok(Frame::HelloAck(ack))) => ack,
             Ok(Ok(frame)) => {
                 let reason = format!("relay sent {} instead of a hello", kind(&frame));
-                return Ok(Err(self.close(PROTOCOL_ERROR, reason).await));
+                return Ok(Greeting::Ended(self.close(PROTOCOL_ERROR, reason).await));
             }
         };
         if ack.version != PROTOCOL_VERSION {
@@ -199,7 +207,7 @@ impl Link {
             max_body = ack.max_body_bytes,
             "connected to relay"
         );
-        Ok(Ok(ack))
+        Ok(Greeting::Accepted(ack))
     }
 
     /// Serves requests until the connection ends. Every request runs as its own task, so a slow
