@@ -114,6 +114,9 @@ pub struct BotSettings {
     pub secret_token: Option<Secret>,
     /// How this bot's updates are delivered; `None` means [`DeliverySettings::default_mode`].
     pub mode: Option<DeliveryMode>,
+    /// Drop whatever follows `/hook/<bot>` in the path, so the bot is always called at the URL
+    /// its agent was given (the query string still passes). Off by default.
+    pub drop_path_suffix: bool,
 }
 
 /// How stored updates are kept and delivered.

@@ -147,3 +147,16 @@ fn every_example_config_in_deploy_parses() {
     }
     assert!(seen > 0, "no relay-server*.toml in deploy/");
 }
+
+#[test]
+fn a_bot_may_drop_the_path_after_its_name() {
+    let config = Config::merge(
+        cli(&[]),
+        file("[bots.plain]\n[bots.fixed]\ndrop_path_suffix = true\n"),
+    )
+    .expect("valid");
+    assert!(!config.bots["plain"].drop_path_suffix);
+    assert!(config.bots["fixed"].drop_path_suffix);
+    let not_a_bool = FileConfig::parse(Path::new("x.toml"), "[bots.x]\ndrop_path_suffix = 1\n");
+    assert!(not_a_bool.is_err());
+}

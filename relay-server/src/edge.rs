@@ -16,7 +16,7 @@ pub(crate) mod listener;
 pub(crate) mod tls;
 pub(crate) mod webhook;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use protocol::Secret;
@@ -34,6 +34,8 @@ pub(crate) struct Edge {
     pub(crate) limits: Limits,
     /// The secret Telegram must send for each bot that has one.
     pub(crate) secrets: HashMap<String, Secret>,
+    /// The bots whose path suffix is dropped (`drop_path_suffix`).
+    pub(crate) drop_path_suffix: HashSet<String>,
     /// Whether the listener speaks TLS (for `X-Forwarded-Proto`).
     pub(crate) tls: bool,
     /// Live or stored, per webhook.

@@ -250,6 +250,12 @@ impl Relay {
                 .iter()
                 .filter_map(|(bot, settings)| Some((bot.clone(), settings.secret_token.clone()?)))
                 .collect(),
+            drop_path_suffix: config
+                .bots
+                .iter()
+                .filter(|(_, settings)| settings.drop_path_suffix)
+                .map(|(bot, _)| bot.clone())
+                .collect(),
             tls: acceptor.is_some(),
             policy,
             tunnel: tunnel.clone(),

@@ -252,3 +252,55 @@ async fn a_wrong_or_missing_secret_is_refused_at_the_relay() {
     );
     assert_eq!(bot.count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_and_encoded_slashes_after_the_bot_name_never_reach_the_bot() {
+    let relay = TestRelay::start();
+    let bot = TestBot::ok().await;
+    let _agent = TestAgent::connect(&relay, &[("echo", bot.url("/webhook"))]).await;
+    let telegram = FakeTelegram::new(&relay);
+
+    for path in [
+        "/hook/echo/../admin",
+        "/hook/echo/%2e%2e/admin",
+        "/hook/echo/.%2E/admin",
+        "/hook/echo/./x",
+        "/hook/echo/a%2Fb",
+        "/hook/echo/a%5cb",
+    ] {
+        let reply = telegram.send(path, update_json(1, 2, "x")).await;
+        assert_eq!(reply.status, 400, "{path}");
+        assert_eq!(
+            &reply.body[..],
+            b"path not allowed after the bot name\n",
+            "{path}"
+        );
+    }
+    assert_eq!(bot.count(), 0, "a refused path reached the bot");
+
+    let reply = telegram
+        .send("/hook/echo/sub/path?q=1", update_json(2, 2, "x"))
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(bot.received()[0].uri, "/webhook/sub/path?q=1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_can_have_the_path_after_its_name_dropped() {
+    let mut config = TestRelay::config();
+    let settings = BotSettings {
+        drop_path_suffix: true,
+        ..BotSettings::default()
+    };
+    config.bots.insert("echo".into(), settings);
+    let relay = TestRelay::start_with(config);
+    let bot = TestBot::ok().await;
+    let _agent = TestAgent::connect(&relay, &[("echo", bot.url("/webhook"))]).await;
+    let telegram = FakeTelegram::new(&relay);
+
+    let reply = telegram
+        .send("/hook/echo/anything/else?q=1", update_json(1, 2, "x"))
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(bot.received()[0].uri, "/webhook?q=1");
+}

@@ -72,6 +72,7 @@ struct FileAgent {
 struct FileBot {
     secret_token: Option<Secret>,
     mode: Option<DeliveryMode>,
+    drop_path_suffix: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +160,7 @@ impl Config {
                     let settings = BotSettings {
                         secret_token: bot.secret_token,
                         mode: bot.mode,
+                        drop_path_suffix: bot.drop_path_suffix.unwrap_or(false),
                     };
                     (name, settings)
                 })

@@ -29,6 +29,9 @@ pub(crate) enum Refusal {
     Unreadable,
     /// The body did not arrive within [`BODY_READ_TIMEOUT`].
     Slow,
+    /// A dot-segment or an encoded slash after the bot name: a bot's web server (or a proxy in
+    /// front of it) could resolve it to a path outside the bot's webhook.
+    BadPath,
 }
 
 impl Refusal {
@@ -41,6 +44,7 @@ impl Refusal {
             Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Unreadable => StatusCode::BAD_REQUEST,
             Refusal::Slow => StatusCode::REQUEST_TIMEOUT,
+            Refusal::BadPath => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -52,6 +56,7 @@ impl Refusal {
             Refusal::TooLarge => "body too large",
             Refusal::Unreadable => "body could not be read",
             Refusal::Slow => "body not received in time",
+            Refusal::BadPath => "path not allowed after the bot name",
         }
     }
 }
@@ -71,6 +76,26 @@ pub(crate) fn secret(secret: Option<&Secret>, headers: &HeaderMap) -> Result<(),
         tracing::warn!("webhook refused: wrong or missing secret token");
         Err(Refusal::WrongSecret)
     }
+}
+
+/// Refuses a path suffix (what follows `/hook/<bot>`, empty or starting with `/`) that a server
+/// behind the bot's URL could take for another path: a `.` or `..` segment, raw or
+/// percent-encoded (`%2e`), an encoded slash (`%2f`) or backslash (`%5c`), or a raw backslash.
+pub(crate) fn path_suffix(rest: &str) -> Result<(), Refusal> {
+    let lower = rest.to_ascii_lowercase();
+    let dot_segment = lower
+        .split('/')
+        .map(|segment| segment.replace("%2e", "."))
+        .any(|segment| segment == "." || segment == "..");
+    let hidden_separator = rest.contains('\\') || lower.contains("%2f") || lower.contains("%5c");
+    if dot_segment || hidden_separator {
+        tracing::warn!(
+            path = rest,
+            "webhook refused: dot-segment or encoded separator"
+        );
+        return Err(Refusal::BadPath);
+    }
+    Ok(())
 }
 
 /// Refuses a body whose declared `Content-Length` is over `limit` before reading it.
@@ -117,3 +142,7 @@ pub(crate) async fn discard(mut body: Incoming, budget: usize) {
     };
     let _ = tokio::time::timeout(BODY_READ_TIMEOUT, drain).await;
 }
+
+#[cfg(test)]
+#[path = "checks_tests.rs"]
+mod tests;

@@ -61,6 +61,14 @@ async fn intake(
     if let Err(refusal) = checks::secret(edge.secrets.get(&bot), request.headers()) {
         return refused(refusal);
     }
+    if let Err(refusal) = checks::path_suffix(&rest) {
+        return refused(refusal);
+    }
+    let rest = if edge.drop_path_suffix.contains(&bot) {
+        String::new()
+    } else {
+        rest
+    };
     if let Err(refusal) = checks::declared_length(request.headers(), limit) {
         checks::discard(request.into_body(), limit.saturating_mul(2)).await;
         return refused(refusal);
