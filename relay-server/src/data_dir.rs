@@ -45,6 +45,17 @@ impl DataDir {
         &self.root
     }
 
+    /// Creates the folder and any missing parents, readable by their owner only, whatever the
+    /// umask: the store holds message text and the folder holds tokens. A folder that exists is
+    /// left as the operator made it.
+    pub fn create(&self) -> std::io::Result<()> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&self.root)
+    }
+
     /// The generated agent token.
     pub fn agent_token(&self) -> PathBuf {
         self.root.join(AGENT_TOKEN_FILE)
@@ -88,13 +99,36 @@ impl DataDir {
 
 /// Writes a file only its owner can read, since it holds a secret.
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
+    let mut file = open_private(path, false)?;
     file.write_all(contents)?;
     file.sync_all()
+}
+
+/// Opens `path` for writing (appending, or from empty), creating it readable by its owner only.
+pub(crate) fn open_private(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true);
+    if append {
+        options.append(true);
+    } else {
+        options.write(true).truncate(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Makes a file that something else created (the store, which redb opens) readable by its owner
+/// only, whatever the umask was.
+pub(crate) fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Reads the agent token from `path`, or makes one (32 random bytes, hex) and keeps it there, so

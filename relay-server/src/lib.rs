@@ -58,6 +58,9 @@ pub enum SetupError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The data dir could not be created.
+    #[error("cannot create the data dir {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
     /// The agent token file could not be read or written.
     #[error("cannot keep the agent token in {path}: {source}")]
     Token {
@@ -99,6 +102,9 @@ impl Relay {
     pub fn prepare(config: Config) -> Result<Self, SetupError> {
         config.validate()?;
         let data_dir = DataDir::new(&config.data_dir);
+        data_dir
+            .create()
+            .map_err(|e| SetupError::DataDir(data_dir.root().to_owned(), e))?;
         let token_error = |path: PathBuf| move |source| SetupError::Token { path, source };
         let (any_bot_token, token_file, token_is_new) =
             match (&config.agent_token, config.agents.is_empty()) {
@@ -127,13 +133,14 @@ impl Relay {
             path: store_path.clone(),
             source,
         };
-        std::fs::create_dir_all(data_dir.root())
-            .map_err(|e| store_error(StoreError::Database(e.to_string())))?;
         let limits = StoreLimits {
             max_bytes: config.delivery.max_store_bytes,
             max_record_bytes: protocol::frame_limit(config.limits.max_body_bytes),
         };
         let (store, pending) = Store::open(&store_path, limits).map_err(store_error)?;
+        data_dir::make_private(&store_path).map_err(|e| {
+            store_error(StoreError::Database(format!("cannot make it private: {e}")))
+        })?;
         if !pending.is_empty() {
             tracing::info!(
                 pending = pending.len(),
@@ -312,3 +319,7 @@ pub async fn run(
     Relay::prepare(config)?.run(listener, shutdown).await;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "lib_tests.rs"]
+mod tests;

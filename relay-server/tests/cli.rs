@@ -52,15 +52,12 @@ fn mistakes_a_user_can_make_get_one_clear_line() {
     let bad = dir.join("relay.toml");
     std::fs::write(&bad, "listen = \"127.0.0.1:0\"\nlisen = 1\n").expect("write");
     assert_one_line_error(&["--config", bad.to_str().expect("utf-8")], 2, "lisen");
-    // A data dir that is a file: the cause is named once, not repeated after the message.
-    let file = dir.join("not-a-dir");
+    // A data dir inside a file: the cause is named once, not repeated after the message.
+    let file = dir.join("a-file");
     std::fs::write(&file, "").expect("write");
-    let data_dir = file.to_str().expect("utf-8");
-    assert_one_line_error(
-        &["--data-dir", data_dir],
-        1,
-        "cannot keep the agent token in",
-    );
+    let data_dir = file.join("data");
+    let data_dir = data_dir.to_str().expect("utf-8");
+    assert_one_line_error(&["--data-dir", data_dir], 1, "cannot create the data dir");
     let (_, stderr) = RELAY.run(&["--data-dir", data_dir], &dir);
     assert_eq!(stderr.matches("Not a directory").count(), 1, "{stderr}");
     drop(taken);

@@ -81,10 +81,8 @@ impl KnownBots {
             .map(|(bot, mode)| format!("{bot} {mode}\n"))
             .collect();
         lines.sort();
-        let written = file
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(file, lines.concat()));
+        let written = crate::data_dir::open_private(file, false)
+            .and_then(|mut f| f.write_all(lines.concat().as_bytes()));
         if let Err(error) = written {
             tracing::warn!(file = %file.display(), %error, "cannot remember the modes agents asked for");
         }
@@ -121,14 +119,8 @@ impl KnownBots {
         }
         if let Some(file) = &self.seen_file {
             // Rare (once per new bot), so a blocking append under the lock is fine.
-            if let Some(dir) = file.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            let appended = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(file)
-                .and_then(|mut f| writeln!(f, "{bot}"));
+            let appended =
+                crate::data_dir::open_private(file, true).and_then(|mut f| writeln!(f, "{bot}"));
             if let Err(error) = appended {
                 tracing::warn!(file = %file.display(), %error, "cannot remember a declared bot");
             }
