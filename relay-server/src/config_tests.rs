@@ -160,3 +160,17 @@ fn a_bot_may_drop_the_path_after_its_name() {
     let not_a_bool = FileConfig::parse(Path::new("x.toml"), "[bots.x]\ndrop_path_suffix = 1\n");
     assert!(not_a_bool.is_err());
 }
+
+#[test]
+fn a_file_that_does_not_parse_is_named_by_line_without_echoing_the_line() {
+    // A token on the broken line must not reach the terminal or the journal.
+    let text = "listen = \"127.0.0.1:9000\"\nagent_token = \"hidden-token-0123456789\" oops\n";
+    let error = FileConfig::parse(Path::new("relay.toml"), text).expect_err("does not parse");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("config file relay.toml: line 2: "),
+        "{message}"
+    );
+    assert!(!message.contains("hidden-token"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+}

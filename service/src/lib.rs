@@ -5,6 +5,7 @@
 //! - [`init_logging`]: `tracing` to stderr, filtered by `RUST_LOG`, colour only on a terminal.
 //! - [`cancel_on_signal`]: SIGTERM and SIGINT cancel a token, for a graceful drain.
 //! - [`fail`]: the one-line error and the exit status.
+//! - [`toml_error`]: a config file's parse error on one line, without the line's text.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -49,6 +50,23 @@ pub fn cancel_on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
         shutdown.cancel();
     });
     Ok(())
+}
+
+/// A TOML parse error of `text` as one line: where (`line N: `) and what, but never the text of
+/// the line, which toml's own message quotes and which may hold a token.
+pub fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let what = error
+        .message()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {what}")
+        }
+        None => what,
+    }
 }
 
 /// Prints `program: error: message` as one line on stderr and returns exit status `code`.

@@ -9,7 +9,6 @@ use protocol::{DeliveryMode, Secret};
 use serde::Deserialize;
 
 use super::error::ConfigError;
-use crate::text::one_line;
 
 /// The config file. Unknown keys are errors, so a typo is caught instead of silently ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -49,13 +48,5 @@ pub(super) fn read_file(path: &Path) -> Result<File, ConfigError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read it: {e}")))?;
-    toml::from_str(&text).map_err(|e: toml::de::Error| {
-        let line = e
-            .span()
-            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-        match line {
-            Some(line) => error(format!("line {line}: {}", one_line(e.message()))),
-            None => error(one_line(e.message())),
-        }
-    })
+    toml::from_str(&text).map_err(|e| error(service::toml_error(&text, &e)))
 }

@@ -204,7 +204,7 @@ impl FileConfig {
     pub(super) fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|error| ConfigError::Parse {
             path: path.to_owned(),
-            message: error.to_string().replace('\n', " ").trim().to_owned(),
+            message: service::toml_error(text, &error),
         })
     }
 }
