@@ -49,3 +49,46 @@ fn everything_else_shares_the_bot_queue() {
         BOT_QUEUE
     );
 }
+
+#[test]
+fn the_scan_stops_once_both_are_known_and_gives_up_on_a_flood_of_keys() {
+    // Known after two keys: whatever follows is not read, so it costs nothing.
+    let mut body = String::from(r#"{"update_id":40,"message":{"chat":{"id":7}}"#);
+    for n in 0..100_000 {
+        body.push_str(&format!(r#","k{n}":{n}"#));
+    }
+    body.push('}');
+    let info = UpdateInfo::read(body.as_bytes());
+    assert_eq!((info.update_id, info.queue.as_str()), (Some(40), "chat:7"));
+
+    // A flood before the update_id: the relay stops after a few dozen keys and treats the body
+    // as no update at all, rather than build a table of a hundred thousand keys.
+    let mut flood = String::from("{");
+    for n in 0..100_000 {
+        flood.push_str(&format!(r#""k{n}":{n},"#));
+    }
+    flood.push_str(r#""update_id":41,"message":{"chat":{"id":7}}}"#);
+    assert_eq!(UpdateInfo::read(flood.as_bytes()).update_id, None);
+
+    // Deep nesting is skipped in one pass without recursion: no stack to overflow.
+    let deep = format!(
+        r#"{{"update_id":42,"message":{}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let info = UpdateInfo::read(deep.as_bytes());
+    assert_eq!((info.update_id, info.queue.as_str()), (Some(42), BOT_QUEUE));
+}
+
+#[test]
+fn a_body_that_breaks_off_before_the_fields_are_known_is_no_update() {
+    assert_eq!(UpdateInfo::read(br#"{"update_id":1"#).update_id, None);
+    assert_eq!(
+        UpdateInfo::read(br#"{"update_id":1} trailing"#).update_id,
+        None
+    );
+    assert_eq!(
+        UpdateInfo::read(br#"{"message":{"chat":{"id":1}},"update_id":2}"#).queue,
+        "chat:1"
+    );
+}
