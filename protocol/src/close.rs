@@ -11,6 +11,11 @@ pub const BOT_NOT_ALLOWED: u16 = 4003;
 pub const HELLO_TIMEOUT: u16 = 4008;
 /// The relay is shutting down; the agent should reconnect.
 pub const GOING_AWAY: u16 = 1001;
+/// The peer broke the WebSocket protocol itself (RFC 6455, 1002).
+pub const WEBSOCKET_PROTOCOL_ERROR: u16 = 1002;
+/// The peer sent a message over the size limit (RFC 6455, 1009). Not "going away": the peer
+/// should not reconnect as if the other side were restarting, and its log should say why.
+pub const MESSAGE_TOO_BIG: u16 = 1009;
 
 /// Whether a close code means "do not try again until a human changes something".
 pub fn is_fatal(code: u16) -> bool {

@@ -89,6 +89,30 @@ pub enum LinkError {
     Text,
 }
 
+impl LinkError {
+    /// The close frame owed to a peer whose message ended the link this way: a frame that does
+    /// not decode or a text message is a protocol error, a message over the limit gets
+    /// [`crate::close::MESSAGE_TOO_BIG`], a broken WebSocket gets
+    /// [`crate::close::WEBSOCKET_PROTOCOL_ERROR`]. `None` when the peer is gone or closed first.
+    pub fn close_owed(&self) -> Option<(u16, String)> {
+        use crate::close;
+        match self {
+            LinkError::Decode(error) => Some((close::PROTOCOL_ERROR, format!("bad frame: {error}"))),
+            LinkError::Text => Some((close::PROTOCOL_ERROR, "text message".into())),
+            LinkError::Transport(tungstenite::Error::Capacity(error)) => {
+                Some((close::MESSAGE_TOO_BIG, error.to_string()))
+            }
+            LinkError::Transport(tungstenite::Error::Protocol(error)) => {
+                Some((close::WEBSOCKET_PROTOCOL_ERROR, error.to_string()))
+            }
+            LinkError::Closed { .. }
+            | LinkError::Ended
+            | LinkError::Dead(_)
+            | LinkError::Transport(_) => None,
+        }
+    }
+}
+
 /// Turns a frame into the WebSocket message that carries it.
 pub fn message(frame: &Frame) -> Result<Message, EncodeError> {
     Ok(Message::Binary(Bytes::from(encode(frame)?)))

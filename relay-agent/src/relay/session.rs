@@ -292,11 +292,13 @@ impl Link {
                 one_line(&reason)
             )),
             LinkError::Ended => Ended::Lost("connection closed without a close frame".into()),
-            LinkError::Transport(error) => Ended::Lost(format!("websocket: {error}")),
-            error @ (LinkError::Decode(_) | LinkError::Text) => {
-                self.close(PROTOCOL_ERROR, format!("relay sent a bad message: {error}"))
-                    .await
-            }
+            error => match error.close_owed() {
+                Some((code, reason)) => {
+                    self.close(code, format!("relay sent a bad message: {reason}"))
+                        .await
+                }
+                None => Ended::Lost(format!("websocket: {error}")),
+            },
         })
     }
 

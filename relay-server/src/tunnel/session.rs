@@ -215,11 +215,11 @@ where
                 );
                 return None;
             }
-            Err(LinkError::Decode(error)) => {
-                tracing::warn!(%error, "agent sent a bad frame");
-                return Some(link::close_message(close::PROTOCOL_ERROR, "bad frame"));
-            }
             Err(error) => {
+                if let Some((code, reason)) = error.close_owed() {
+                    tracing::warn!(code, %reason, "agent broke the protocol; closing the session");
+                    return Some(link::close_message(code, &reason));
+                }
                 tracing::info!(reason = %error, in_flight = handle.in_flight(), "agent disconnected");
                 return None;
             }

@@ -9,7 +9,7 @@ use futures_util::SinkExt;
 use protocol::{Hello, Secret};
 use tokio::io::DuplexStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 type Client = WebSocketStream<DuplexStream>;
 
@@ -205,4 +205,29 @@ async fn answers_reach_the_waiting_webhook_and_a_protocol_violation_closes_the_s
     assert_eq!(close_of(&mut client).await.0, close::PROTOCOL_ERROR);
     tokio::task::yield_now().await;
     assert!(tunnel.registry.route("echo").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_over_the_limit_is_refused_as_too_big_not_as_going_away() {
+    let tunnel = tunnel();
+    let (agent_end, relay_end) = tokio::io::duplex(64 * 1024);
+    // The limits the upgrade gives a real session, at a size a test can exceed cheaply.
+    let limits = WebSocketConfig::default()
+        .max_message_size(Some(1024))
+        .max_frame_size(Some(1024));
+    let relay_ws = WebSocketStream::from_raw_socket(relay_end, Role::Server, Some(limits)).await;
+    let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+    tokio::spawn(serve(relay_ws, any_bot(), peer, tunnel.clone(), None));
+    let mut client = WebSocketStream::from_raw_socket(agent_end, Role::Client, None).await;
+    client
+        .send(hello(PROTOCOL_VERSION, &["echo"]))
+        .await
+        .expect("send");
+    let _ack = client.next().await;
+    client
+        .send(Message::Binary(Bytes::from(vec![0; 4096])))
+        .await
+        .expect("send");
+    let (code, reason) = close_of(&mut client).await;
+    assert_eq!(code, close::MESSAGE_TOO_BIG, "{reason}");
 }
