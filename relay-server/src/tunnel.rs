@@ -9,10 +9,12 @@
 //! - [`handle`]: one request across the tunnel, and why it got no answer.
 //! - [`bots`]: the bots the relay knows, and the modes agents asked for.
 //! - [`access`]: agent tokens and the bots each may serve.
+//! - [`logins`]: failed agent logins per address, throttled.
 
 pub(crate) mod access;
 pub(crate) mod bots;
 pub(crate) mod handle;
+pub(crate) mod logins;
 pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod upgrade;
@@ -30,12 +32,15 @@ pub use registry::Registry;
 use crate::config::Limits;
 use access::Access;
 use bots::KnownBots;
+use logins::FailedLogins;
 
 /// What every agent session of one running relay shares.
 #[derive(Debug)]
 pub(crate) struct Tunnel {
     /// Tokens and grants.
     pub(crate) access: Access,
+    /// Wrong tokens per address, throttled.
+    pub(crate) logins: FailedLogins,
     /// Configured and declared bots.
     pub(crate) bots: Arc<KnownBots>,
     /// Connected sessions.
@@ -60,6 +65,7 @@ impl Tunnel {
     ) -> Self {
         Self {
             access,
+            logins: FailedLogins::default(),
             bots,
             registry,
             limits,

@@ -242,3 +242,39 @@ async fn a_token_restricted_to_other_bots_is_refused_with_a_reason() {
         other => panic!("expected BotNotAllowed, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_keeps_guessing_agent_tokens_is_throttled() {
+    let relay = TestRelay::start();
+    let client = e2e::FakeTelegram::new(&relay);
+    let login = |token: &str| {
+        let headers = [
+            ("upgrade", "websocket".to_owned()),
+            ("connection", "upgrade".to_owned()),
+            ("sec-websocket-version", "13".to_owned()),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==".to_owned()),
+            ("authorization", format!("Bearer {token}")),
+        ];
+        let client = client.clone();
+        async move {
+            client
+                .request(hyper::Method::GET, "/agent/v1", &headers, bytes::Bytes::new())
+                .await
+        }
+    };
+    for attempt in 1..=10 {
+        let reply = login("a-guess-that-is-wrong-0123").await;
+        assert_eq!(reply.status, 401, "attempt {attempt}");
+    }
+    // The allowance is spent: even the right token waits, so guessing gains nothing.
+    for token in ["a-guess-that-is-wrong-0123", e2e::relay::TOKEN] {
+        let reply = login(token).await;
+        assert_eq!(reply.status, 429, "{token}");
+        let wait: u64 = reply.headers["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&wait), "{wait}");
+    }
+}

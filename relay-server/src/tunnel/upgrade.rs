@@ -18,8 +18,9 @@ use tokio_tungstenite::tungstenite::{
     handshake::derive_accept_key, protocol::Role, protocol::WebSocketConfig,
 };
 
-use super::Tunnel;
+use super::logins::{self, Failure};
 use super::session;
+use super::Tunnel;
 use crate::response::{plain, text_response};
 
 /// How long hyper may take to hand over the upgraded connection after the 101 went out.
@@ -57,10 +58,30 @@ pub(crate) fn upgrade(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
+    if let Some(wait) = tunnel.logins.throttled(peer.ip()) {
+        let mut response = text_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong agent tokens from this address; wait",
+        );
+        if let Ok(seconds) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        }
+        return response;
+    }
     let Some(grant) = tunnel.access.authenticate(presented) else {
-        tracing::warn!(%peer, "agent refused: invalid token");
+        match tunnel.logins.failed(peer.ip()) {
+            Failure::First => tracing::warn!(%peer, "agent refused: invalid token"),
+            Failure::Throttled => tracing::warn!(
+                %peer,
+                failures = logins::MAX_FAILURES,
+                "agent refused: invalid token; this address gets 429 for {}s",
+                logins::WINDOW.as_secs()
+            ),
+            Failure::Counted => tracing::debug!(%peer, "agent refused: invalid token"),
+        }
         return text_response(StatusCode::UNAUTHORIZED, "invalid agent token");
     };
+    tunnel.logins.succeeded(peer.ip());
     let worker = tunnel.clone();
     tunnel.tasks.spawn(async move {
         let upgraded =
