@@ -4,8 +4,10 @@
 //!
 //! - [`client`](mod@client): one request from the command line, and its answer for people.
 //! - `api`: the server: counters, dead letters to list, replay and drop.
+//! - `connections`: the server's few connection slots, which idle connections give up.
 
 pub(crate) mod api;
+mod connections;
 pub mod client;
 
 pub use client::{AdminError, call, client};

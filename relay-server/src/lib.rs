@@ -275,6 +275,13 @@ impl Relay {
         if let (Some(listener), Some(token)) = (admin, self.admin_token) {
             if let Ok(address) = listener.local_addr() {
                 tracing::info!(%address, "admin API listening");
+                if !address.ip().is_loopback() {
+                    tracing::warn!(
+                        %address,
+                        "the admin API listens beyond loopback: whoever reaches it with the admin \
+                         token can replay and drop stored updates; prefer 127.0.0.1 and an SSH tunnel"
+                    );
+                }
             }
             let admin = Arc::new(Admin {
                 scheduler: self.scheduler.clone(),

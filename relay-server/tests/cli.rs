@@ -363,3 +363,38 @@ fn logs_into_a_pipe_carry_no_colour_codes() {
         "escape codes in a log that is not a terminal: {stderr:?}"
     );
 }
+
+#[test]
+fn idle_connections_cannot_lock_the_operator_out_of_the_admin_api() {
+    let dir = temp_dir("admin-idle");
+    let data_dir = dir.join("data");
+    let (listen, admin) = free_ports();
+    // Every interface, which the relay warns about; the test still talks over loopback.
+    let all_interfaces = format!("0.0.0.0:{}", admin.port());
+    let listen_arg = listen.to_string();
+    let args = [
+        "--no-tls",
+        "--listen",
+        &listen_arg,
+        "--admin-listen",
+        &all_interfaces,
+        "--agent-token",
+        "admin-idle-agent-token-0123",
+        "--data-dir",
+        data_dir.to_str().expect("utf-8"),
+    ];
+    let mut server = Server::start(&args, &dir);
+    // More idle connections than the admin API has slots, none sending a byte.
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect_timeout(&admin, DEADLINE).expect("connect"))
+        .collect();
+    let counters = stats(&data_dir, admin);
+    assert_eq!(counters["stored"], 0, "{counters}");
+    drop(idle);
+    server.kill().expect("relay-server killed");
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("admin API listens beyond loopback"),
+        "no warning about the admin address: {stderr}"
+    );
+}

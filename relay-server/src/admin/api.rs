@@ -19,9 +19,9 @@ use protocol::Secret;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-
 use tokio_util::sync::CancellationToken;
 
+use super::connections::Connections;
 use crate::delivery::Scheduler;
 use crate::delivery::store::StoredUpdate;
 use crate::response::plain;
@@ -33,8 +33,12 @@ const MAX_CONNECTIONS: usize = 16;
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pause after a failed accept.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-/// An idle admin connection gives its slot back after this.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections that may wait for a slot while all are answering requests; past it, new ones are
+/// closed at once.
+const MAX_WAITING: usize = 64;
+/// A connection that has not sent its request by now is closed. The CLI sends it at once; 3 s
+/// leaves room for an SSH tunnel on a slow link.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most dead letters one listing returns.
 const MAX_LISTING: usize = 10_000;
 
@@ -54,9 +58,10 @@ pub(crate) async fn serve(
     token: Secret,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Connections::new(MAX_CONNECTIONS);
+    let waiting = Arc::new(Semaphore::new(MAX_WAITING));
     let token = Arc::new(token);
-    loop {
+    for id in 0u64.. {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -66,13 +71,21 @@ pub(crate) async fn serve(
             tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let Ok(waiter) = waiting.clone().try_acquire_owned() else {
             continue;
         };
-        let (admin, token) = (admin.clone(), token.clone());
+        let (admin, token, connections) = (admin.clone(), token.clone(), connections.clone());
         tokio::spawn(async move {
+            // Every slot answering a request: wait as long as one takes at most.
+            let Some(slot) = connections.take(id, REQUEST_TIMEOUT).await else {
+                return;
+            };
+            drop(waiter);
+            let slot = Arc::new(slot);
+            let evicted = slot.evicted();
             let service = service_fn(move |request| {
                 let (admin, token) = (admin.clone(), token.clone());
+                slot.busy();
                 async move {
                     let answer =
                         tokio::time::timeout(REQUEST_TIMEOUT, handle(&admin, &token, request))
@@ -82,12 +95,17 @@ pub(crate) async fn serve(
                     )
                 }
             });
-            let _ = http1::Builder::new()
+            // One request per connection, so a slot is either waiting for its request (and may
+            // be given to a newcomer) or answering it.
+            let connection = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            drop(slot);
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                () = evicted.cancelled() => {}
+            }
         });
     }
 }
