@@ -23,7 +23,11 @@ impl Registry {
     pub(crate) fn register(self: &Arc<Self>, handle: Arc<AgentHandle>) -> Registration {
         let mut by_bot = self.lock();
         for bot in &handle.bots {
-            by_bot.entry(bot.clone()).or_default().push(handle.clone());
+            let sessions = by_bot.entry(bot.clone()).or_default();
+            if let Some(previous) = sessions.last() {
+                note_takeover(bot, previous, &handle);
+            }
+            sessions.push(handle.clone());
         }
         drop(by_bot);
         self.registered.notify_one();
@@ -59,6 +63,29 @@ impl Registry {
         self.by_bot
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Says in the log that `bot`'s requests move from `previous` to `newest`. The same agent
+/// reconnecting is routine; another agent taking the bot over (two agents given one token, or a
+/// second copy started by mistake) is worth a warning, since the first one then gets nothing.
+fn note_takeover(bot: &str, previous: &AgentHandle, newest: &AgentHandle) {
+    if previous.name == newest.name {
+        tracing::info!(
+            bot,
+            from = previous.session,
+            to = newest.session,
+            "a newer session of the same agent serves the bot"
+        );
+    } else {
+        tracing::warn!(
+            bot,
+            from = previous.session,
+            from_agent = %previous.name,
+            to = newest.session,
+            to_agent = %newest.name,
+            "another agent took the bot over: the newest session gets its requests"
+        );
     }
 }
 

@@ -16,3 +16,54 @@ fn newest_session_wins_and_dropping_unregisters() {
     drop(old_registration);
     assert!(registry.route("echo").is_none() && registry.route("shop").is_none());
 }
+
+/// Everything logged while `work` runs, as text.
+fn logged(work: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, work);
+    let bytes = buffer.0.lock().expect("lock").clone();
+    String::from_utf8(bytes).expect("utf-8")
+}
+
+#[test]
+fn another_agent_taking_a_bot_over_is_a_warning_and_a_reconnect_is_not() {
+    let registry = Arc::new(Registry::default());
+    let (first, _q1) = handle(1, &["echo"], 1);
+    let (again, _q2) = handle(2, &["echo"], 1);
+    let (outbox, _q3) = tokio::sync::mpsc::channel(1);
+    let other = Arc::new(AgentHandle::new(3, "office".into(), vec!["echo".into()], outbox, 1));
+    let log = logged(|| {
+        let _first = registry.register(first);
+        let _again = registry.register(again);
+        let _other = registry.register(other);
+    });
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].contains("INFO") && lines[0].contains("newer session of the same agent"),
+        "{log}"
+    );
+    assert!(
+        lines[1].contains("WARN")
+            && lines[1].contains("another agent took the bot over")
+            && lines[1].contains("to_agent=office"),
+        "{log}"
+    );
+}
