@@ -14,8 +14,8 @@ fn mode(path: &Path) -> u32 {
 
 /// The store holds message text and the data dir tokens: none of it is readable by others,
 /// whatever the umask (0644 files and a 0755 folder under the usual 022 before).
-#[test]
-fn the_data_dir_and_everything_the_relay_writes_there_are_private() {
+#[tokio::test]
+async fn the_data_dir_and_everything_the_relay_writes_there_are_private() {
     let dir = TempDir::new("private");
     let root = dir.path().join("data");
     let mut config = Config::new(&root);
@@ -37,11 +37,12 @@ fn the_data_dir_and_everything_the_relay_writes_there_are_private() {
     let bots = KnownBots::new([])
         .remember_in(data_dir.known_bots())
         .remember_modes_in(data_dir.bot_modes());
-    bots.note_declared("echo");
-    bots.note_modes(
-        &["echo".into()],
-        &[("echo".into(), protocol::DeliveryMode::Durable)],
-    );
+    Arc::new(bots)
+        .note_hello(
+            &["echo".into()],
+            &[("echo".into(), protocol::DeliveryMode::Durable)],
+        )
+        .await;
     assert_eq!(mode(&data_dir.known_bots()), 0o600);
     assert_eq!(mode(&data_dir.bot_modes()), 0o600);
 }

@@ -73,10 +73,7 @@ pub(crate) async fn serve<S>(
                 };
                 if sent {
                     let handle = Arc::new(AgentHandle::new(session, hello.agent, hello.bots, outbox.clone(), limits.max_in_flight_per_agent));
-                    for bot in &handle.bots {
-                        tunnel.bots.note_declared(bot);
-                    }
-                    tunnel.bots.note_modes(&handle.bots, &hello.modes);
+                    tunnel.bots.note_hello(&handle.bots, &hello.modes).await;
                     tracing::info!(agent = %handle.name, bots = ?handle.bots, software = %hello.software, "agent connected");
                     let _registration = tunnel.registry.register(handle.clone());
                     read_answers(&mut reader, &handle, &stop).await
