@@ -97,7 +97,9 @@ impl LinkError {
     pub fn close_owed(&self) -> Option<(u16, String)> {
         use crate::close;
         match self {
-            LinkError::Decode(error) => Some((close::PROTOCOL_ERROR, format!("bad frame: {error}"))),
+            LinkError::Decode(error) => {
+                Some((close::PROTOCOL_ERROR, format!("bad frame: {error}")))
+            }
             LinkError::Text => Some((close::PROTOCOL_ERROR, "text message".into())),
             LinkError::Transport(tungstenite::Error::Capacity(error)) => {
                 Some((close::MESSAGE_TOO_BIG, error.to_string()))

@@ -7,7 +7,7 @@
 //! - `connections`: the server's few connection slots, which idle connections give up.
 
 pub(crate) mod api;
-mod connections;
 pub mod client;
+mod connections;
 
 pub use client::{AdminError, call, client};

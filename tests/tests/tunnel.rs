@@ -258,7 +258,12 @@ async fn an_address_that_keeps_guessing_agent_tokens_is_throttled() {
         let client = client.clone();
         async move {
             client
-                .request(hyper::Method::GET, "/agent/v1", &headers, bytes::Bytes::new())
+                .request(
+                    hyper::Method::GET,
+                    "/agent/v1",
+                    &headers,
+                    bytes::Bytes::new(),
+                )
                 .await
         }
     };

@@ -33,5 +33,8 @@ async fn connections_answering_a_request_keep_their_slots_and_a_newcomer_waits()
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(busy);
-    assert!(waiting.await.expect("join"), "the freed slot goes to the waiter");
+    assert!(
+        waiting.await.expect("join"),
+        "the freed slot goes to the waiter"
+    );
 }

@@ -100,7 +100,11 @@ impl KnownBots {
                 .map(|(_, mode)| *mode);
             let before = match wanted {
                 Some(_) if modes.len() >= MAX_SEEN_BOTS && !modes.contains_key(bot) => {
-                    tracing::warn!(bot, limit = MAX_SEEN_BOTS, "too many bots with declared modes; this one gets the default mode");
+                    tracing::warn!(
+                        bot,
+                        limit = MAX_SEEN_BOTS,
+                        "too many bots with declared modes; this one gets the default mode"
+                    );
                     continue;
                 }
                 Some(mode) => modes.insert(bot.clone(), mode),

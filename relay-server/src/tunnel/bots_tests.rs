@@ -61,8 +61,15 @@ fn declared_modes_are_bounded() {
         .map(|bot| (bot.clone(), DeliveryMode::Durable))
         .collect();
     assert!(bots.note_modes(&many, &asked));
-    assert_eq!(bots.declared_modes.lock().expect("lock").len(), MAX_SEEN_BOTS);
-    assert_eq!(bots.declared_mode(&many[MAX_SEEN_BOTS]), None, "past the cap: the default");
+    assert_eq!(
+        bots.declared_modes.lock().expect("lock").len(),
+        MAX_SEEN_BOTS
+    );
+    assert_eq!(
+        bots.declared_mode(&many[MAX_SEEN_BOTS]),
+        None,
+        "past the cap: the default"
+    );
     // A bot already kept may still change its mode.
     assert!(bots.note_modes(&many[..1], &[]));
     assert_eq!(bots.declared_mode(&many[0]), None);

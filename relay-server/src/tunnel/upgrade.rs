@@ -18,9 +18,9 @@ use tokio_tungstenite::tungstenite::{
     handshake::derive_accept_key, protocol::Role, protocol::WebSocketConfig,
 };
 
+use super::Tunnel;
 use super::logins::{self, Failure};
 use super::session;
-use super::Tunnel;
 use crate::response::{plain, text_response};
 
 /// How long hyper may take to hand over the upgraded connection after the 101 went out.
