@@ -367,7 +367,10 @@ async fn concurrent_appends_share_commits() {
     let dir = TempDir::new("group");
     let (store, _) = open(&dir.db());
     // While this transaction is open, the writer waits in `begin_write` with its first op.
-    let hold = store.inner.db.begin_write().expect("hold the write lock");
+    let hold = writer::current(&store.inner.db)
+        .expect("open")
+        .begin_write()
+        .expect("hold the write lock");
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..APPENDS {
         let store = store.clone();
@@ -429,7 +432,10 @@ async fn a_refused_op_does_not_fail_its_batch() {
         ..StoreLimits::default()
     };
     let (store, _) = open_with(&dir.db(), limits);
-    let hold = store.inner.db.begin_write().expect("hold the write lock");
+    let hold = writer::current(&store.inner.db)
+        .expect("open")
+        .begin_write()
+        .expect("hold the write lock");
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..4 {
         let store = store.clone();
