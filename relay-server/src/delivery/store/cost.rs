@@ -141,3 +141,7 @@ impl Prefix<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "cost_tests.rs"]
+mod tests;

@@ -47,6 +47,10 @@ pub(super) fn is_damaged(error: &redb::Error) -> bool {
             | TableTypeMismatch { .. }
             | TableIsMultimap(_)
             | TypeDefinitionChanged { .. }
+    ) || matches!(
+        // Not a redb file at all: redb says so with this kind (the OS never does).
+        error,
+        Io(io) if io.kind() == std::io::ErrorKind::InvalidData
     )
 }
 
@@ -98,3 +102,7 @@ fn aside_path(path: &Path) -> PathBuf {
     }
     candidate
 }
+
+#[cfg(test)]
+#[path = "open_tests.rs"]
+mod tests;
