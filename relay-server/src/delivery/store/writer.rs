@@ -140,8 +140,13 @@ impl Writer {
         if failure.is_some() {
             self.undo.append(&mut undo);
         }
+        // Callers of a failed batch hear that the store is failing: it is logged once, here,
+        // not once per webhook.
+        let refusal = failure
+            .as_ref()
+            .map(|failure| StoreError::Failing(failure.to_string()));
         for answer in answers {
-            answer.send(failure.as_ref());
+            answer.send(refusal.as_ref());
         }
         failure.map_or(Ok(()), |failure| {
             tracing::debug!(%failure, ops = count, "store batch failed");
