@@ -25,7 +25,13 @@ impl Tmpfs {
         let dir = e2e::temp_dir("tmpfs");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(&dir)
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
@@ -226,7 +232,10 @@ async fn a_full_disk_gets_503_then_the_store_recovers_by_itself_when_space_retur
     // One chat: delivered in the order the relay answered 200.
     assert_eq!(got, accepted, "every acknowledged update, in order");
     if abandoned_status != 200 {
-        assert!(!got.contains(&abandoned), "a refused update is not delivered");
+        assert!(
+            !got.contains(&abandoned),
+            "a refused update is not delivered"
+        );
     }
     drop(relay);
 }
@@ -248,7 +257,11 @@ async fn a_damaged_store_file_is_moved_aside_and_the_relay_starts_with_an_empty_
         .filter(|path| path.to_string_lossy().contains("store.redb.damaged-"))
         .collect();
     assert_eq!(aside.len(), 1, "moved aside: {aside:?}");
-    assert_eq!(std::fs::read(&aside[0]).expect("read"), damaged, "kept whole");
+    assert_eq!(
+        std::fs::read(&aside[0]).expect("read"),
+        damaged,
+        "kept whole"
+    );
     let stats = relay.admin(Method::GET, "/stats").await;
     assert_eq!(
         stats["store"]["moved_aside"].as_str(),
