@@ -42,8 +42,9 @@ const FIRST_REOPEN_PAUSE: Duration = Duration::from_millis(500);
 /// backed off, loses no time to it.
 const MAX_REOPEN_PAUSE: Duration = Duration::from_secs(16);
 
-/// A store that failed again within this long of recovering goes on with the backoff it had,
-/// so a disk that is nearly full does not make the writer reopen twice a second for ever.
+/// A store that fails again within this long of recovering waits twice as long before the next
+/// reopen: on a full disk a reopen can succeed (its write fits in room inside the file) and the
+/// next append fail, and this keeps that cycle, and its two log lines, to one every 16 s.
 const HEALTHY_RESET: Duration = Duration::from_secs(60);
 
 /// While failing, how often the writer looks for changes to refuse between reopens: callers get
@@ -102,9 +103,14 @@ impl Writer {
             let Err(failure) = self.batch(first) else {
                 continue;
             };
-            if recovered_at.is_none_or(|at| at.elapsed() >= HEALTHY_RESET) {
-                pause = FIRST_REOPEN_PAUSE;
-            }
+            // Failing again soon after recovering (a disk with a little room inside the file,
+            // none outside) is the same failure going on: the pause keeps growing.
+            pause = match recovered_at {
+                Some(at) if at.elapsed() < HEALTHY_RESET => {
+                    pause.saturating_mul(2).min(MAX_REOPEN_PAUSE)
+                }
+                _ => FIRST_REOPEN_PAUSE,
+            };
             self.close(&failure);
             if !self.recover(&mut pause) {
                 break;
