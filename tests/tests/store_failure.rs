@@ -2,90 +2,14 @@
 //! start. In both the relay keeps going: updates it cannot store get 503 (Telegram keeps them),
 //! it recovers by itself, and what it answered 200 for reaches the bot in order.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use e2e::{FakeTelegram, TestAgent, TestBot, TestRelay, eventually, update_json};
 use hyper::Method;
 use relay_server::config::{BotSettings, DeliveryMode};
-
-/// Set to make a test that cannot mount its tmpfs fail instead of skipping (CI runs as root).
-const REQUIRE_MOUNT: &str = "E2E_REQUIRE_MOUNT";
-
-/// A small tmpfs this test mounted; unmounted and removed when dropped, whatever happened.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Result<Self, String> {
-        let dir = e2e::temp_dir("tmpfs");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let output = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(&dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !output.status.success() {
-            let _ = std::fs::remove_dir(&dir);
-            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-        }
-        Ok(Self { dir })
-    }
-
-    /// Mounts one, or says loudly why the test is skipped (or fails, with [`REQUIRE_MOUNT`]).
-    fn mount_or_skip(size: &str) -> Option<Self> {
-        match Self::mount(size) {
-            Ok(tmpfs) => Some(tmpfs),
-            Err(reason) if std::env::var_os(REQUIRE_MOUNT).is_some() => {
-                panic!("cannot mount tmpfs ({REQUIRE_MOUNT} is set): {reason}")
-            }
-            Err(reason) => {
-                eprintln!(
-                    "\n\n*** SKIPPED: cannot mount tmpfs: {reason} (run as root, or set \
-                     {REQUIRE_MOUNT}=1 to make this a failure) ***\n\n"
-                );
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let unmounted = Command::new("umount").arg(&self.dir).status();
-        if !unmounted.is_ok_and(|s| s.success()) {
-            // Something still holds a file there: detach it now, the kernel frees it later.
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
-/// Writes a file at `path` until the disk is full; returns the bytes written.
-fn fill(path: &Path) -> u64 {
-    let mut file = std::fs::File::create(path).expect("filler");
-    let chunk = vec![0u8; 16 * 1024];
-    let mut written = 0;
-    // A bounded loop: a tmpfs of a few MiB is full long before this.
-    for _ in 0..100_000 {
-        match file.write(&chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => written += n as u64,
-        }
-    }
-    let _ = file.sync_all();
-    written
-}
+use test_support::Tmpfs;
 
 fn durable_config(data_dir: PathBuf) -> relay_server::Config {
     let mut config = TestRelay::config();
@@ -126,7 +50,7 @@ async fn a_full_disk_gets_503_then_the_store_recovers_by_itself_when_space_retur
     let Some(tmpfs) = Tmpfs::mount_or_skip("6m") else {
         return;
     };
-    let relay = TestRelay::start_with(durable_config(tmpfs.dir.join("relay")));
+    let relay = TestRelay::start_with(durable_config(tmpfs.path().join("relay")));
     let telegram = FakeTelegram::new(&relay);
     let body = "x".repeat(3000);
     let mut accepted = Vec::new();
@@ -141,8 +65,8 @@ async fn a_full_disk_gets_503_then_the_store_recovers_by_itself_when_space_retur
     }
     assert_eq!(healthz(&telegram).await, (200, "ok".into()));
 
-    let filler = tmpfs.dir.join("filler");
-    let filled = fill(&filler);
+    let filler = tmpfs.path().join("filler");
+    let filled = tmpfs.fill(&filler);
     assert!(filled > 0, "the filler took the free space");
     // Updates keep coming, as from Telegram; once the store cannot grow they get 503.
     let mut refused = None;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 use super::batch::Batch;
 use super::error::StoreError;
-use super::health::HealthCell;
+use super::health::{HealthCell, StoreHealth};
 use super::op::{Answer, Op, Tally};
 use super::read;
 use super::record::{DEAD, META, NEXT_SEQ, PENDING};
@@ -112,7 +112,7 @@ impl Writer {
                 _ => FIRST_REOPEN_PAUSE,
             };
             self.close(&failure);
-            if !self.recover(&mut pause) {
+            if !self.recover(&failure, &mut pause) {
                 break;
             }
             recovered_at = Some(Instant::now());
@@ -189,9 +189,10 @@ impl Writer {
 
     /// Refuses every change and reopens the file with backoff until a write succeeds; false if
     /// every `Store` handle went meanwhile.
-    fn recover(&mut self, pause: &mut Duration) -> bool {
+    fn recover(&mut self, failure: &StoreError, pause: &mut Duration) -> bool {
         let started = Instant::now();
-        let mut next = Instant::now() + *pause;
+        let mut refusal = StoreError::Failing(failure.to_string());
+        let mut next = started + *pause;
         loop {
             loop {
                 let now = Instant::now();
@@ -199,14 +200,7 @@ impl Writer {
                     break;
                 }
                 match self.ops.try_recv() {
-                    Ok(op) => {
-                        let error = self.health.get();
-                        let failure = StoreError::Failing(match error {
-                            super::health::StoreHealth::Failing { error, .. } => error,
-                            super::health::StoreHealth::Healthy => String::new(),
-                        });
-                        self.refuse(op, &failure).send(None);
-                    }
+                    Ok(op) => self.refuse(op, &refusal).send(None),
                     Err(TryRecvError::Empty) => std::thread::sleep((next - now).min(REFUSE_POLL)),
                     Err(TryRecvError::Disconnected) => return false,
                 }
@@ -214,10 +208,10 @@ impl Writer {
             match self.reopen() {
                 Ok(()) => {
                     let attempts = match self.health.healthy() {
-                        super::health::StoreHealth::Failing {
+                        StoreHealth::Failing {
                             reopen_attempts, ..
                         } => reopen_attempts + 1,
-                        super::health::StoreHealth::Healthy => 1,
+                        StoreHealth::Healthy => 1,
                     };
                     tracing::warn!(
                         failed_for = ?started.elapsed(),
@@ -228,6 +222,7 @@ impl Writer {
                 }
                 Err(error) => {
                     tracing::debug!(%error, "store reopen failed; will try again");
+                    refusal = StoreError::Failing(error.clone());
                     self.health.reopen_failed(error);
                     *pause = pause.saturating_mul(2).min(MAX_REOPEN_PAUSE);
                     next = Instant::now() + *pause;
@@ -392,3 +387,7 @@ impl Counters {
         self.dead.store(tally.dead, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
