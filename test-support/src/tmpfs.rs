@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Set (to anything) to make a test that cannot mount its tmpfs fail instead of skipping.
 pub const REQUIRE_MOUNT: &str = "E2E_REQUIRE_MOUNT";
@@ -18,7 +19,10 @@ pub struct Tmpfs {
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (such as `6m`) on a fresh directory.
     pub fn mount(size: &str) -> Result<Self, String> {
-        let dir = crate::temp_dir("tmpfs");
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("relay-tmpfs-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
         let output = Command::new("mount")
             .args([
                 "-t",
