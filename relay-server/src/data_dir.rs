@@ -8,6 +8,7 @@
 //! | `known-bots` | bots agents have declared under the any-bot token | `tunnel::bots` |
 //! | `bot-modes` | the delivery modes agents asked for their bots | `tunnel::bots` |
 //! | `store.redb` | stored updates and dead letters | `delivery::store` |
+//! | `store.redb.damaged-<unix seconds>` | a store file damaged at start, moved aside (0600) | `delivery::store` |
 //! | `tls/self-signed-{cert,key}.pem`, `tls/self-signed-names` | the self-signed certificate, its key (0600) and the names it covers | `edge::tls` |
 
 use std::io::Write;

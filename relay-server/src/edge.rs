@@ -1,5 +1,5 @@
 //! The edge: the one public port. Accepts connections under a bound, terminates TLS, and routes
-//! each request to the webhook intake or the agent endpoint. Imports [`crate::delivery`],
+//! each request to the webhook intake, the agent endpoint or the health check ([`Edge::health`]). Imports [`crate::delivery`],
 //! [`crate::tunnel`], [`crate::config`], [`crate::response`] and [`crate::data_dir`]; only
 //! [`crate::Relay`] uses it.
 //!
@@ -19,12 +19,16 @@ pub(crate) mod webhook;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
 use protocol::Secret;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Limits;
 use crate::delivery::mode::Policy;
+use crate::response::text_response;
 use crate::tunnel::Tunnel;
 
 /// What every connection on the public port shares.
@@ -46,4 +50,18 @@ pub(crate) struct Edge {
     pub(crate) shutdown: CancellationToken,
     /// Every HTTP connection task, so shutdown can wait for in-flight webhooks.
     pub(crate) tasks: TaskTracker,
+}
+
+impl Edge {
+    /// The answer to `GET /healthz`: `200 ok` while the store takes writes, `503 store failing`
+    /// while a failed write keeps it refusing updates (the details are in the admin `stats` and
+    /// the log, not on the public port). A load balancer or monitor then sees what Telegram sees:
+    /// stored updates get 503 until the store has recovered.
+    pub(crate) fn health(&self) -> Response<Full<Bytes>> {
+        if self.policy.store_health().is_healthy() {
+            text_response(StatusCode::OK, "ok")
+        } else {
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "store failing")
+        }
+    }
 }

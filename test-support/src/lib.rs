@@ -5,16 +5,19 @@
 //! # Layout
 //! - [`bot`]: [`TestBot`], a local bot that records what reaches it and answers as told.
 //! - [`process`]: running the binaries: clean environment, deadlines, SIGTERM, output.
+//! - [`tmpfs`]: [`Tmpfs`], a small tmpfs a test mounts to fill a disk for real.
 //! - [`temp_dir`], [`TempDir`]: a fresh directory per fixture, kept or removed on drop.
 
 pub mod bot;
 pub mod process;
+pub mod tmpfs;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use bot::{Answer, IntoAnswer, Received, TestBot, respond};
 pub use process::{DEADLINE, Lines, Program, Stderr, terminate};
+pub use tmpfs::Tmpfs;
 
 /// A fresh, empty directory under the system temp dir, unique per call and per process.
 pub fn temp_dir(label: &str) -> PathBuf {

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connections::Connections;
 use crate::delivery::Scheduler;
-use crate::delivery::store::StoredUpdate;
+use crate::delivery::store::{Store, StoreHealth, StoredUpdate};
 use crate::response::plain;
 use crate::tunnel::Registry;
 
@@ -141,6 +141,7 @@ async fn handle(
                 "waiting": scheduler.waiting(),
                 "dead_letters": store.dead_count(),
                 "store_bytes": store.bytes(),
+                "store": store_health(store),
                 "agents": admin.registry.session_count(),
             }))
         }
@@ -186,6 +187,28 @@ async fn handle(
         }
         _ => error(StatusCode::NOT_FOUND, "unknown admin path"),
     }
+}
+
+/// The store's health as `stats` shows it: whether writes work, and if not since when, the last
+/// error (from the database or the file system, never update contents) and the reopens tried;
+/// and where a damaged file found at start was moved.
+fn store_health(store: &Store) -> Value {
+    let health = store.health();
+    let (error, reopen_attempts) = match &health {
+        StoreHealth::Healthy => (None, 0),
+        StoreHealth::Failing {
+            error,
+            reopen_attempts,
+            ..
+        } => (Some(error.as_str()), *reopen_attempts),
+    };
+    json!({
+        "healthy": health.is_healthy(),
+        "error": error,
+        "failing_secs": health.failing_for().as_secs(),
+        "reopen_attempts": reopen_attempts,
+        "moved_aside": store.moved_aside().map(|path| path.display().to_string()),
+    })
 }
 
 /// One stored update as the API shows it: everything but the body itself.

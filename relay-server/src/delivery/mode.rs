@@ -10,7 +10,7 @@ use hyper::StatusCode;
 use protocol::DeliveryMode;
 
 use super::scheduler::{Scheduler, unix_millis};
-use super::store::{NewUpdate, StoreError};
+use super::store::{NewUpdate, StoreError, StoreHealth};
 use crate::tunnel::bots::KnownBots;
 use crate::tunnel::{AgentHandle, CallError, Registry};
 
@@ -147,6 +147,11 @@ impl Policy {
         store_on_failure && error.store_instead()
     }
 
+    /// Whether the store takes writes, for `/healthz`.
+    pub(crate) fn store_health(&self) -> StoreHealth {
+        self.scheduler.store().health()
+    }
+
     /// Stores `request`, an update of `queue`, for delivery from the store. `Ok` means it is on
     /// disk and the relay may answer 200.
     pub(crate) async fn store_update(
@@ -173,6 +178,11 @@ impl Policy {
             Err(error @ StoreError::Full { .. }) => {
                 tracing::warn!(%error, "store full; Telegram keeps the update and retries");
                 Err(Wait::StoreFull)
+            }
+            Err(error @ StoreError::Failing(_)) => {
+                // Logged once by the store when it started failing, not once per webhook.
+                tracing::debug!(%error, "store failing; Telegram keeps the update and retries");
+                Err(Wait::StoreUnavailable)
             }
             Err(error) => {
                 tracing::error!(%error, "cannot store an update");

@@ -204,9 +204,10 @@ impl Scheduler {
         match outcome {
             Outcome::Delivered => {
                 if let Err(error) = inner.store.remove(bot, seq).await {
-                    // The update stays on disk and comes back after a restart; the agent's
-                    // duplicate window keeps the bot from seeing it twice.
-                    tracing::error!(bot, seq, %error, "cannot remove a delivered update from the store");
+                    // A failing store removes it once it works again; otherwise it stays on disk
+                    // and comes back after a restart, and the agent's duplicate window keeps the
+                    // bot from seeing it twice.
+                    store_trouble(bot, seq, &error, "remove a delivered update");
                 }
                 inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 self.finish(&update, None, None);
@@ -226,12 +227,10 @@ impl Scheduler {
                             self.finish(&update, None, None);
                             return;
                         }
-                        Err(error) => {
-                            tracing::error!(bot, seq, %error, "cannot record a failed attempt");
-                        }
+                        Err(error) => store_trouble(bot, seq, &error, "record a failed attempt"),
                     }
                     if let Err(error) = inner.store.bury(bot, seq, &reason).await {
-                        tracing::error!(bot, seq, %error, "cannot move an update to the dead-letter list");
+                        store_trouble(bot, seq, &error, "move an update to the dead-letter list");
                     }
                     tracing::warn!(bot, seq, update_id = update.update_id, attempts, %reason, "update goes to the dead-letter list");
                     inner.stats.buried.fetch_add(1, Ordering::Relaxed);
@@ -247,7 +246,7 @@ impl Scheduler {
                         return;
                     }
                     Err(error) => {
-                        tracing::error!(bot, seq, %error, "cannot record a failed attempt");
+                        store_trouble(bot, seq, &error, "record a failed attempt");
                         let mut copy = (*update).clone();
                         copy.attempts = attempts;
                         Arc::new(copy)
@@ -306,6 +305,9 @@ impl Scheduler {
         let cutoff = now_ms.saturating_sub(retention_ms);
         let expired = match self.inner.store.expire(cutoff).await {
             Ok(expired) => expired,
+            Err(error @ StoreError::Failing(_)) => {
+                return tracing::debug!(%error, "store failing; expiry waits");
+            }
             Err(error) => return tracing::error!(%error, "cannot expire old updates"),
         };
         if expired.is_empty() {
@@ -324,6 +326,16 @@ impl Scheduler {
             .queues
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Logs a store change a delivery could not make. While the store is failing, that was logged
+/// once when it started, so each one is only a debug line.
+fn store_trouble(bot: &str, seq: u64, error: &StoreError, change: &'static str) {
+    if matches!(error, StoreError::Failing(_)) {
+        tracing::debug!(bot, seq, %error, change, "store failing: change not made");
+    } else {
+        tracing::error!(bot, seq, %error, change, "store change failed");
     }
 }
 

@@ -7,34 +7,43 @@
 //!
 //! # Layout
 //! Each module imports only modules listed below it.
-//! - `writer`: the writer thread and its group commit.
+//! - `writer`: the writer thread, its group commit, and its recovery after a failed write.
+//! - `open`: opening the file, moving a damaged one aside.
 //! - `batch`: one write transaction applying a batch of changes.
 //! - `read`: loading on open, listings and scans.
 //! - `op`: the changes the writer takes, and the tally of what the store holds.
+//! - `cost`: what a stored update costs in memory, and the limits on what the store holds.
 //! - `record`: an update as stored, the tables, their keys, and the bytes of one record.
+//! - `health`: whether writes work, for `/healthz` and `stats`.
 //! - `error`: why an operation failed.
 
 mod batch;
+mod cost;
 mod error;
+mod health;
 mod op;
+mod open;
 mod read;
 mod record;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use cost::StoreLimits;
 pub(crate) use error::StoreError;
+pub(crate) use health::StoreHealth;
 pub(crate) use record::{MAX_RECORD_LEN, NewUpdate, StoredUpdate};
 
+use health::HealthCell;
 use op::{Op, Reply};
 use record::Fields;
-use writer::{Counters, Writer};
+use writer::{Counters, DbSlot, Writer};
 
 /// Changes that may wait for the writer. Twice a batch, so that a full batch can queue while the
 /// previous one commits. The memory behind it is bounded where updates come from (the webhook's
@@ -54,34 +63,8 @@ const MAX_LISTING: usize = 10_000;
 /// holding it for one long transaction.
 const EXPIRE_CHUNK: usize = 1024;
 
-/// redb's page cache. The store is written once per update and read back mostly on open and for
-/// listings; redb's default (1 GiB) would let the cache grow as large as the data on a small VPS.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
-
-/// The default cap on record bytes held (pending and dead together).
-pub(crate) const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
-
 /// The writer thread's name, as it shows in `top -H` and panic messages.
 const WRITER_THREAD: &str = "relay-store-writer";
-
-/// How much the store may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StoreLimits {
-    /// Cap on record bytes held, pending and dead together. Past it appends fail with
-    /// [`StoreError::Full`], and the webhook answers 503 so that Telegram keeps the update.
-    pub max_bytes: u64,
-    /// The largest encoded record `append` accepts (never more than [`MAX_RECORD_LEN`]).
-    pub max_record_bytes: usize,
-}
-
-impl Default for StoreLimits {
-    fn default() -> Self {
-        Self {
-            max_bytes: DEFAULT_MAX_BYTES,
-            max_record_bytes: MAX_RECORD_LEN,
-        }
-    }
-}
 
 /// The store; cheap to clone. When the last handle goes, the writer finishes the batch in hand
 /// and the file is closed before the drop returns.
@@ -91,7 +74,10 @@ pub(crate) struct Store {
 }
 
 struct Inner {
-    db: Arc<redb::Database>,
+    db: DbSlot,
+    health: Arc<HealthCell>,
+    /// Where a damaged file found on open was moved.
+    moved_aside: Option<PathBuf>,
     /// `None` only while dropping, to tell the writer to stop.
     ops: Option<mpsc::Sender<Op>>,
     writer: Option<JoinHandle<()>>,
@@ -106,25 +92,15 @@ impl Store {
     /// writer. Returns the store and every pending update that decodes, oldest (lowest seq) first.
     ///
     /// Blocking: it reads the whole file. A record that does not decode is logged, counted in
-    /// [`Store::corrupt_count`] and left in place; it never stops the relay from starting. The
-    /// file's own checksums are verified on every open (redb's integrity check), since an open
-    /// that trusts a damaged file may panic.
+    /// [`Store::corrupt_count`] and left in place; it never stops the relay from starting. A
+    /// file that fails redb's integrity check (or is not a store at all) is moved aside, loudly,
+    /// and the store starts empty ([`Store::moved_aside`]); a file that cannot be opened for
+    /// any other reason (permissions, another relay has it open) is an error.
     pub(crate) fn open(
         path: &Path,
         limits: StoreLimits,
     ) -> Result<(Store, Vec<StoredUpdate>), StoreError> {
-        let context = |step: &str, error: &dyn std::fmt::Display| {
-            StoreError::Database(format!("cannot {step} {}: {error}", path.display()))
-        };
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| context("create the directory of", &e))?;
-        }
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true)
-            .create(path)
-            .map_err(|e| context("open", &e))?;
-        record::create_tables(&db).map_err(|e| context("set up", &e))?;
+        let (db, moved_aside) = open::open_at_start(path)?;
         let loaded = read::load(&db)?;
         if loaded.corrupt > 0 {
             tracing::error!(
@@ -134,28 +110,35 @@ impl Store {
             );
         }
         let counters = Arc::new(Counters::default());
-        counters.bytes.store(loaded.tally.bytes, Ordering::Relaxed);
-        counters
-            .pending
-            .store(loaded.tally.pending, Ordering::Relaxed);
-        counters.dead.store(loaded.tally.dead, Ordering::Relaxed);
-        let db = Arc::new(db);
+        counters.show(loaded.tally);
+        let db: DbSlot = Arc::new(RwLock::new(Some(Arc::new(db))));
+        let health = Arc::new(HealthCell::default());
         let (ops, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let writer = Writer {
             db: db.clone(),
+            path: path.to_owned(),
             ops: receiver,
             counters: counters.clone(),
+            health: health.clone(),
             tally: loaded.tally,
             next_seq: loaded.next_seq,
             max_bytes: limits.max_bytes,
+            undo: Vec::new(),
         };
         let writer = std::thread::Builder::new()
             .name(WRITER_THREAD.into())
             .spawn(move || writer.run())
-            .map_err(|e| context("start the writer for", &e))?;
+            .map_err(|e| {
+                StoreError::Database(format!(
+                    "cannot start the writer for {}: {e}",
+                    path.display()
+                ))
+            })?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,
+                health,
+                moved_aside,
                 ops: Some(ops),
                 writer: Some(writer),
                 counters,
@@ -314,8 +297,9 @@ impl Store {
         Ok(expired)
     }
 
-    /// Record bytes held, pending and dead together, as of the last commit: what
-    /// [`StoreLimits::max_bytes`] caps.
+    /// What the records held cost, pending and dead together, as of the last commit: their
+    /// bytes plus each one's memory overhead ([`cost::UPDATE_OVERHEAD`],
+    /// [`cost::HEADER_OVERHEAD`] per header). This is what [`StoreLimits::max_bytes`] caps.
     pub(crate) fn bytes(&self) -> u64 {
         self.inner.counters.bytes.load(Ordering::Relaxed)
     }
@@ -328,6 +312,16 @@ impl Store {
     /// Records in the dead-letter table, as of the last commit.
     pub(crate) fn dead_count(&self) -> usize {
         self.inner.counters.dead.load(Ordering::Relaxed)
+    }
+
+    /// Whether writes work, as the writer last found.
+    pub(crate) fn health(&self) -> StoreHealth {
+        self.inner.health.get()
+    }
+
+    /// Where a damaged store file found on open was moved, if one was.
+    pub(crate) fn moved_aside(&self) -> Option<&Path> {
+        self.inner.moved_aside.as_deref()
     }
 
     /// Records found on open that do not decode (kept, counted in the totals, never delivered).
@@ -356,13 +350,14 @@ impl Store {
     }
 
     /// Runs `read` on a blocking thread with a read transaction's worth of access, within
-    /// [`OP_TIMEOUT`]. The task holds the store open until it ends.
+    /// [`OP_TIMEOUT`]. The task holds the file open until it ends (a reopen waits for it).
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&redb::Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        let task = tokio::task::spawn_blocking(move || read(&inner.db));
+        let db = writer::current(&self.inner.db)
+            .ok_or_else(|| StoreError::Failing("the store file is being reopened".into()))?;
+        let task = tokio::task::spawn_blocking(move || read(&db));
         match tokio::time::timeout(OP_TIMEOUT, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(error)) => Err(StoreError::Database(format!("read task failed: {error}"))),
@@ -394,6 +389,7 @@ impl Drop for Inner {
         {
             tracing::error!("store writer panicked");
         }
+        writer::take(&self.db);
     }
 }
 

@@ -367,7 +367,10 @@ async fn concurrent_appends_share_commits() {
     let dir = TempDir::new("group");
     let (store, _) = open(&dir.db());
     // While this transaction is open, the writer waits in `begin_write` with its first op.
-    let hold = store.inner.db.begin_write().expect("hold the write lock");
+    let hold = writer::current(&store.inner.db)
+        .expect("open")
+        .begin_write()
+        .expect("hold the write lock");
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..APPENDS {
         let store = store.clone();
@@ -429,7 +432,10 @@ async fn a_refused_op_does_not_fail_its_batch() {
         ..StoreLimits::default()
     };
     let (store, _) = open_with(&dir.db(), limits);
-    let hold = store.inner.db.begin_write().expect("hold the write lock");
+    let hold = writer::current(&store.inner.db)
+        .expect("open")
+        .begin_write()
+        .expect("hold the write lock");
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..4 {
         let store = store.clone();
@@ -598,4 +604,58 @@ fn child_appends_until_killed() {
         }
         while tasks.join_next().await.is_some() {}
     });
+}
+
+#[tokio::test]
+async fn tiny_updates_are_charged_what_they_cost_in_memory_not_only_their_bytes() {
+    let tiny = || NewUpdate {
+        bot: "b".into(),
+        queue: "bot".into(),
+        update_id: None,
+        received_at_ms: 1,
+        method: "POST".into(),
+        path: String::new(),
+        query: None,
+        headers: Vec::new(),
+        body: Bytes::from_static(b"{}"),
+    };
+    let record_len = record::encode(&record::Fields {
+        queue: "bot".into(),
+        update_id: None,
+        received_at_ms: 1,
+        attempts: 0,
+        last_error: None,
+        method: "POST".into(),
+        path: String::new(),
+        query: None,
+        headers: Vec::new(),
+        body: Bytes::from_static(b"{}"),
+    })
+    .expect("encode")
+    .len() as u64;
+    let room_for_records = 50;
+    let dir = TempDir::new("tiny");
+    let limits = StoreLimits {
+        max_bytes: room_for_records * record_len,
+        ..StoreLimits::default()
+    };
+    let (store, _) = open_with(&dir.db(), limits);
+    let mut accepted = 0;
+    for _ in 0..room_for_records {
+        match store.append(tiny()).await {
+            Ok(_) => accepted += 1,
+            Err(StoreError::Full { .. }) => break,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    // Each held update costs its struct, Arc, queue slot and allocations too: far fewer fit than
+    // their bytes alone would let in.
+    let cost = record_len + cost::UPDATE_OVERHEAD;
+    assert_eq!(
+        accepted,
+        limits.max_bytes / cost,
+        "{record_len}-byte records"
+    );
+    assert_eq!(store.bytes(), accepted * cost);
+    assert!(accepted < room_for_records / 4, "{accepted}");
 }

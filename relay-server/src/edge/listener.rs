@@ -141,7 +141,7 @@ async fn route(
     } else if path == protocol::AGENT_PATH {
         upgrade::upgrade(&edge.tunnel, request, peer)
     } else if path == "/healthz" {
-        text_response(StatusCode::OK, "ok")
+        edge.health()
     } else {
         text_response(StatusCode::NOT_FOUND, "not found")
     }

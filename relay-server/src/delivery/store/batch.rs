@@ -3,6 +3,7 @@
 
 use redb::{ReadableTable, StorageError, Table};
 
+use super::cost;
 use super::error::StoreError;
 use super::op::{Answer, Op, Tally};
 use super::record::StoredUpdate;
@@ -46,6 +47,10 @@ pub(super) struct Batch<'t> {
     pub(super) max_bytes: u64,
     /// Whether anything was written or removed, so the transaction needs a commit.
     pub(super) changed: bool,
+    /// Pending keys that must not stay if this batch fails: the appends it made (their callers
+    /// are refused, though a failed commit may still have reached the disk) and the removals
+    /// it was asked for (delivered updates, to remove once the store works again).
+    pub(super) undo: Vec<(String, u64)>,
 }
 
 impl<'t> Batch<'t> {
@@ -54,10 +59,14 @@ impl<'t> Batch<'t> {
         match op {
             Op::Append { bot, record, reply } => {
                 let (result, fatal) = settle(self.append(&bot, &record));
+                if let Ok(seq) = result {
+                    self.undo.push((bot, seq));
+                }
                 (Answer::Seq(reply, result), fatal)
             }
             Op::Remove { bot, seq, reply } => {
                 let (result, fatal) = settle(self.take(Which::Pending, &bot, seq));
+                self.undo.push((bot, seq));
                 (Answer::Flag(reply, result), fatal)
             }
             Op::Fail {
@@ -99,11 +108,11 @@ impl<'t> Batch<'t> {
 
     fn append(&mut self, bot: &str, record: &[u8]) -> Result<u64, OpError> {
         let held = self.tally.bytes;
-        let len = record.len() as u64;
-        if held.saturating_add(len) > self.max_bytes {
+        let cost = cost::of_record(record);
+        if held.saturating_add(cost) > self.max_bytes {
             return Err(StoreError::Full {
                 held,
-                record: len,
+                record: cost,
                 max: self.max_bytes,
             }
             .into());
@@ -214,25 +223,28 @@ impl<'t> Batch<'t> {
         let (table, count) = self.table(which);
         let replaced = table
             .insert((bot, seq), record)?
-            .map(|old| old.value().len());
+            .map(|old| cost::of_record(old.value()));
         if replaced.is_none() {
             *count += 1;
         }
-        let freed = replaced.unwrap_or(0) as u64;
+        let freed = replaced.unwrap_or(0);
         self.changed = true;
-        self.tally.bytes = self.tally.bytes.saturating_sub(freed) + record.len() as u64;
+        self.tally.bytes = self.tally.bytes.saturating_sub(freed) + cost::of_record(record);
         Ok(())
     }
 
     /// Removes `(bot, seq)`, keeping the tally in step; true if it was there.
     fn take(&mut self, which: Which, bot: &str, seq: u64) -> Result<bool, OpError> {
         let (table, count) = self.table(which);
-        let Some(freed) = table.remove((bot, seq))?.map(|old| old.value().len()) else {
+        let Some(freed) = table
+            .remove((bot, seq))?
+            .map(|old| cost::of_record(old.value()))
+        else {
             return Ok(false);
         };
         *count = count.saturating_sub(1);
         self.changed = true;
-        self.tally.bytes = self.tally.bytes.saturating_sub(freed as u64);
+        self.tally.bytes = self.tally.bytes.saturating_sub(freed);
         Ok(true)
     }
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Holding the update would pass the byte cap. Retryable once deliveries free room.
-    #[error("store is full: {held} of {max} bytes held, a {record}-byte update does not fit")]
+    #[error("store is full: {held} of {max} bytes held, an update costing {record} does not fit")]
     Full {
-        /// Bytes held when the update was refused.
+        /// Bytes charged when the update was refused (records and their memory overhead).
         held: u64,
-        /// The refused record's size.
+        /// What the refused update would cost (its record and its memory overhead).
         record: u64,
         /// The cap.
         max: u64,
@@ -26,6 +26,10 @@ pub enum StoreError {
     /// The file could not be opened, read or committed; says which step failed.
     #[error("store database: {0}")]
     Database(String),
+    /// A write failed, and every change is refused until the writer has reopened the file and a
+    /// write succeeds again. Retryable: the writer keeps trying by itself.
+    #[error("store is failing, reopening it: {0}")]
+    Failing(String),
     /// The writer thread is gone, so nothing can be written.
     #[error("store writer has stopped")]
     Closed,

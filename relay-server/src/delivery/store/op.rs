@@ -60,7 +60,8 @@ pub(super) enum Op {
 /// What the store holds, as the writer counts it.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Tally {
-    /// Record bytes in both tables.
+    /// What the records of both tables cost: their bytes and the memory overhead of each
+    /// ([`super::cost::of_record`]). This is what `max_store_bytes` caps.
     pub bytes: u64,
     /// Records in the pending table.
     pub pending: usize,
@@ -110,6 +111,15 @@ impl Op {
         match self {
             Self::Append { record, .. } => record.len(),
             _ => 0,
+        }
+    }
+
+    /// The pending key a removal was for: one that did not happen is done once the store works
+    /// again (the update was delivered).
+    pub(super) fn removal(&self) -> Option<(String, u64)> {
+        match self {
+            Self::Remove { bot, seq, .. } => Some((bot.clone(), *seq)),
+            _ => None,
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::BinaryHeap;
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::cost;
 use super::error::StoreError;
 use super::op::Tally;
 use super::record::StoredUpdate;
@@ -17,7 +18,7 @@ type Key = (&'static str, u64);
 pub(super) struct Loaded {
     /// The pending updates that decode, by seq.
     pub pending: Vec<StoredUpdate>,
-    /// Every record, readable or not: they all take room.
+    /// Every record, readable or not: they all take room (charged as [`cost::of_record`]).
     pub tally: Tally,
     /// The first seq no record and no earlier run has used.
     pub next_seq: u64,
@@ -40,7 +41,7 @@ pub(super) fn load(db: &Database) -> Result<Loaded, StoreError> {
             let (key, value) = entry.map_err(read_error)?;
             let (bot, seq) = key.value();
             let bytes = value.value();
-            loaded.tally.bytes += bytes.len() as u64;
+            loaded.tally.bytes += cost::of_record(bytes);
             loaded.next_seq = loaded.next_seq.max(seq.saturating_add(1));
             if dead {
                 loaded.tally.dead += 1;
@@ -65,6 +66,32 @@ pub(super) fn load(db: &Database) -> Result<Loaded, StoreError> {
     }
     loaded.pending.sort_unstable_by_key(|update| update.seq);
     Ok(loaded)
+}
+
+/// What the file holds, counted without decoding a record: the tally and the next seq, for the
+/// writer once it has reopened the file (a commit that failed may still have reached the disk).
+pub(super) fn count(db: &Database) -> Result<(Tally, u64), StoreError> {
+    let txn = db.begin_read().map_err(read_error)?;
+    let mut tally = Tally::default();
+    let mut next_seq = 1;
+    for (definition, dead) in [(PENDING, false), (DEAD, true)] {
+        let table = open(&txn, definition)?;
+        for entry in table.iter().map_err(read_error)? {
+            let (key, value) = entry.map_err(read_error)?;
+            tally.bytes += cost::of_record(value.value());
+            next_seq = key.value().1.saturating_add(1).max(next_seq);
+            if dead {
+                tally.dead += 1;
+            } else {
+                tally.pending += 1;
+            }
+        }
+    }
+    let meta = txn.open_table(META).map_err(read_error)?;
+    if let Some(stored) = meta.get(NEXT_SEQ).map_err(read_error)? {
+        next_seq = next_seq.max(stored.value());
+    }
+    Ok((tally, next_seq))
 }
 
 /// Up to `limit` dead letters, of `bot` or of every bot, oldest (lowest seq) first. Records that
