@@ -40,15 +40,20 @@ pub enum CallError {
     Encode(#[from] protocol::EncodeError),
 }
 
-/// How a stored update that met a [`CallError`] is tried again. The first two are not the bot's
-/// fault: the attempt does not count towards the dead-letter list.
+/// How a stored update that met a [`CallError`] is tried again. Only [`Retry::Counted`] is the
+/// bot's doing (it answered, badly or too late): the others leave `attempts` alone, so that an
+/// update is buried only for what the bot did with it, never for being unable to reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {
     /// The session ended: again as soon as a session serves the bot.
     WhenReconnected,
     /// The agent is at its limit of requests in flight: again after a breather.
     WhenLessBusy,
-    /// The attempt counts as failed: back off, and bury the update after the last attempt.
+    /// The bot (or the agent, which never answered) could not be reached: back off, without
+    /// counting the attempt, until it answers or retention drops the update.
+    WhenReachable,
+    /// The bot answered (not 2xx, or not in time after it took the request), or the request can
+    /// never be sent: back off, and bury the update after the last attempt.
     Counted,
 }
 
@@ -104,14 +109,23 @@ impl CallError {
     }
 
     /// How a stored update that met this error is tried again.
+    ///
+    /// The relay's own deadline passing ([`CallError::Timeout`]) means the agent never answered:
+    /// the agent gives up on a slow bot a margin before the relay does and says so with
+    /// [`FailureKind::BotTimeout`], so a silent agent is an agent that cannot be reached.
     pub(crate) fn retry(&self) -> Retry {
         match self {
             CallError::AgentGone => Retry::WhenReconnected,
             CallError::Overloaded => Retry::WhenLessBusy,
-            CallError::Failed(failure) if failure.kind == FailureKind::Overloaded => {
-                Retry::WhenLessBusy
-            }
-            _ => Retry::Counted,
+            CallError::Timeout(_) => Retry::WhenReachable,
+            CallError::Encode(_) => Retry::Counted,
+            CallError::Failed(failure) => match failure.kind {
+                FailureKind::Overloaded => Retry::WhenLessBusy,
+                FailureKind::BotUnreachable => Retry::WhenReachable,
+                FailureKind::BotTimeout | FailureKind::BadBotResponse | FailureKind::Rejected => {
+                    Retry::Counted
+                }
+            },
         }
     }
 }
