@@ -275,3 +275,74 @@ fn the_budget_leaves_the_relay_a_margin() {
     assert_eq!(forwarder.budget(300), MIN_FORWARD_TIMEOUT);
     assert_eq!(forwarder.budget(0), MIN_FORWARD_TIMEOUT);
 }
+
+/// A "bot" on a raw socket that reads each request head, writes `then` and closes the
+/// connection; returns its URL.
+async fn raw_bot(then: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(then).await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_bot_that_closes_before_answering_is_unreachable() {
+    let url = raw_bot(b"").await;
+    let (kind, message) = failure(forward(&forwarder(&url, |_| {}), request(1), 1024).await);
+    assert_eq!(kind, FailureKind::BotUnreachable, "{message}");
+    assert!(message.contains("before answering"), "{message}");
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_http_or_breaks_off_is_a_bad_response() {
+    let garbage = raw_bot(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
+    let (kind, message) =
+        failure(forward(&forwarder(&garbage, |_| {}), request(1), 1024).await);
+    assert_eq!(kind, FailureKind::BadBotResponse, "{message}");
+
+    let cut = raw_bot(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly a part").await;
+    let (kind, message) = failure(forward(&forwarder(&cut, |_| {}), request(2), 1024).await);
+    assert_eq!(kind, FailureKind::BadBotResponse, "{message}");
+    assert!(message.contains("mid-body"), "{message}");
+}
+
+#[tokio::test]
+async fn a_connection_that_cannot_be_made_in_time_is_unreachable_not_a_timeout() {
+    // A listener that never accepts, with the smallest backlog: once its accept queue is full
+    // the kernel drops further SYNs, so the next connect hangs, as to a host that drops packets.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let listener = socket.listen(1).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    assert!(fillers.len() < 16, "the accept queue never filled");
+    let url = format!("http://{addr}/");
+    let forwarder = forwarder(&url, |c| c.request_timeout = Duration::from_millis(300));
+    let (kind, message) = failure(forward(&forwarder, request(1), 1024).await);
+    assert_eq!(kind, FailureKind::BotUnreachable, "{message}");
+    assert!(message.contains("cannot connect"), "{message}");
+    drop(listener);
+}
