@@ -124,7 +124,9 @@ pub struct BotSettings {
 pub struct DeliverySettings {
     /// The mode of bots without their own `mode`.
     pub default_mode: DeliveryMode,
-    /// Failed attempts after which a stored update goes to the dead-letter list.
+    /// Failed attempts the bot caused (a non-2xx answer, no answer in time after it took the
+    /// request) after which a stored update goes to the dead-letter list. Attempts that cannot
+    /// reach the bot never count: they are retried until [`DeliverySettings::retention`].
     pub max_attempts: u32,
     /// Stored updates older than this are dropped (and logged and counted). Telegram itself
     /// keeps updates for 24 h.
@@ -136,8 +138,11 @@ pub struct DeliverySettings {
 }
 
 /// Ten attempts with backoff doubling from 1 s to a 60 s cap wait about 4 minutes in all
-/// (1 + 2 + 4 + … + 60 + 60 + 60 = 243 s, plus the attempts themselves): long enough to ride out
-/// a bot restart, short enough that a poison update does not block its chat for long.
+/// (1 + 2 + 4 + … + 60 + 60 + 60 = 243 s, plus the attempts themselves): enough for a bot that
+/// answers 5xx while it starts up or sheds load, short enough that a poison update (one the bot
+/// keeps failing) does not block its chat for long. Only answers count (and timeouts after the
+/// bot took the request): a bot that is down or restarting, and so cannot be reached, is retried
+/// until retention, like Telegram does, however long that takes.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// Telegram keeps undelivered updates for 24 h; the relay promises no less.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
