@@ -13,7 +13,7 @@ pub mod process;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use bot::{Answer, IntoAnswer, Received, TestBot, respond};
+pub use bot::{Answer, IntoAnswer, Received, TestBot, respond, unused_addr};
 pub use process::{DEADLINE, Lines, Program, Stderr, terminate};
 
 /// A fresh, empty directory under the system temp dir, unique per call and per process.
