@@ -225,7 +225,10 @@ async fn a_bot_down_for_longer_than_max_attempts_gets_every_update_in_order_once
     for i in 0..6u64 {
         let chat = (i % 2) as i64 + 1;
         let reply = telegram
-            .send("/hook/echo", update_json(100 + i, chat, "while the bot is down"))
+            .send(
+                "/hook/echo",
+                update_json(100 + i, chat, "while the bot is down"),
+            )
             .await;
         assert_eq!(reply.status, 200);
     }
@@ -233,8 +236,15 @@ async fn a_bot_down_for_longer_than_max_attempts_gets_every_update_in_order_once
     // Three tries for each chat's head (at 0 s, 1 s, 3 s), more than max_attempts: none buried.
     let deadline = tokio::time::Instant::now() + e2e::DEADLINE;
     while relay.stat("unreachable").await < 6 {
-        assert_eq!(relay.stat("buried").await, 0, "an unreachable bot buried updates");
-        assert!(tokio::time::Instant::now() < deadline, "the relay stopped retrying");
+        assert_eq!(
+            relay.stat("buried").await,
+            0,
+            "an unreachable bot buried updates"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay stopped retrying"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 

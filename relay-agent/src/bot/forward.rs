@@ -28,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use protocol::{Failure, FailureKind, Frame, Request, Response};
-use tokio::sync::Semaphore;
+use service::share::FairLimit;
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -61,8 +61,9 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 pub(crate) struct Forwarder {
     client: Client<HttpConnector, Watched>,
     bots: HashMap<String, BotUrl>,
-    permits: Semaphore,
-    max_concurrency: usize,
+    /// `--max-concurrency`, shared fairly: each bot keeps `--reserved-per-bot` of it, so a bot
+    /// that stopped answering holds at most the rest and the others' requests still go through.
+    permits: FairLimit,
     request_timeout: Duration,
 }
 
@@ -87,8 +88,11 @@ impl Forwarder {
                 .iter()
                 .map(|bot| (bot.name.clone(), bot.url.clone()))
                 .collect(),
-            permits: Semaphore::new(config.max_concurrency),
-            max_concurrency: config.max_concurrency,
+            permits: FairLimit::new(
+                config.max_concurrency,
+                config.reserved_per_bot,
+                config.bots.iter().map(|bot| bot.name.as_str()),
+            ),
             request_timeout: config.request_timeout,
         }
     }
@@ -128,14 +132,17 @@ impl Forwarder {
             let reason = format!("this agent does not serve bot '{}'", request.bot);
             (FailureKind::Rejected, reason)
         })?;
+        let request_bot = request.bot.clone();
         let (outgoing, taken) = watched(build(url, request)?);
         // Waiting for a slot spends the same deadline: the relay's clock is already running.
-        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.permits.acquire()).await
+        let Ok(_permit) =
+            tokio::time::timeout_at(deadline, self.permits.acquire(&request_bot)).await
         else {
             let reason = format!(
-                "all {} request slots stayed busy for {}",
-                self.max_concurrency,
-                seconds(budget)
+                "bot '{request_bot}' had no free request slot for {} ({} in all, {} kept for each bot)",
+                seconds(budget),
+                self.permits.limit(),
+                self.permits.reserve(),
             );
             return Err((FailureKind::Overloaded, reason));
         };
@@ -174,7 +181,10 @@ impl Forwarder {
                 .and_then(|source| source.downcast_ref::<hyper::Error>());
             if hyper_error.is_some_and(hyper::Error::is_parse) {
                 // Bytes came back, but not an HTTP answer (or a head over the buffer).
-                let reason = format!("the bot at {url} answered with something that is not HTTP: {}", chain(&error));
+                let reason = format!(
+                    "the bot at {url} answered with something that is not HTTP: {}",
+                    chain(&error)
+                );
                 return (FailureKind::BadBotResponse, reason);
             }
             let what = if error.is_connect() {

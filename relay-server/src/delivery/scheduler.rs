@@ -232,7 +232,12 @@ impl Scheduler {
                 }
                 if update.unreachable > 0 {
                     let unreachable = update.unreachable;
-                    tracing::info!(bot, seq, unreachable, "bot reachable again; update delivered");
+                    tracing::info!(
+                        bot,
+                        seq,
+                        unreachable,
+                        "bot reachable again; update delivered"
+                    );
                 }
                 inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 self.finish(&update, None, None);

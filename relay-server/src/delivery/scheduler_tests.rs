@@ -6,9 +6,9 @@
 //! real time; waits for it are on the wall clock, each with a deadline ([`PATIENCE`]).
 
 use std::cell::Cell;
-use std::sync::Mutex;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use std::collections::HashMap;
 
@@ -125,7 +125,7 @@ impl Relay {
             "fake".into(),
             vec![BOT.into()],
             outbox,
-            100,
+            service::share::FairLimit::new(100, 0, [BOT]),
         ));
         let registration = self.registry.register(handle.clone());
         FakeAgent {
@@ -517,7 +517,11 @@ async fn failing_updates_are_retried_with_backoff_then_buried_and_the_chat_moves
         "attempts=3",
         "last_error=bot answered 500",
     ] {
-        assert!(burials[0].contains(field), "{field} missing: {}", burials[0]);
+        assert!(
+            burials[0].contains(field),
+            "{field} missing: {}",
+            burials[0]
+        );
     }
     assert!(!log.contains("\"text\""), "a body in the log: {log}");
 }
@@ -634,9 +638,12 @@ async fn an_unreachable_spell_neither_counts_nor_resets_the_attempts_a_bad_answe
     assert_eq!(seen(&request).attempt, 2);
     agent.answer(&request, 500);
     relay.settle().await;
-    let dead = within("the dead letters", relay.store().dead_letters(Some(BOT), 10))
-        .await
-        .expect("dead letters");
+    let dead = within(
+        "the dead letters",
+        relay.store().dead_letters(Some(BOT), 10),
+    )
+    .await
+    .expect("dead letters");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attempts, 2);
     assert_eq!(relay.stats().buried.load(Ordering::Relaxed), 1);

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use protocol::{Failure, FailureKind, Frame, Outbox, RequestId, Response};
-use tokio::sync::{Semaphore, oneshot};
+use service::share::FairLimit;
+use tokio::sync::oneshot;
 
 /// What the agent said about one request.
 #[derive(Debug)]
@@ -23,8 +24,9 @@ pub(crate) enum Reply {
 /// Why a request got no answer from the bot.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// The agent has as many requests in flight as it may.
-    #[error("agent has its maximum of requests in flight")]
+    /// The agent has as many requests in flight as it may, or the bot as many as its share
+    /// allows (what the agent's other bots are guaranteed is kept free for them).
+    #[error("agent has its maximum of requests in flight for this bot")]
     Overloaded,
     /// The session ended before the answer came.
     #[error("agent disconnected before answering")]
@@ -141,7 +143,8 @@ pub struct AgentHandle {
     pub bots: Vec<String>,
     outbox: Outbox,
     pending: Mutex<HashMap<RequestId, oneshot::Sender<Reply>>>,
-    in_flight: Semaphore,
+    /// The session's `max_in_flight_per_agent`, shared fairly by its bots.
+    in_flight: FairLimit,
     next_id: AtomicU64,
     /// Set (under the pending lock) when the session ends, so a webhook that picked this handle
     /// just before learns at once that nobody will answer, instead of waiting out its deadline.
@@ -149,13 +152,13 @@ pub struct AgentHandle {
 }
 
 impl AgentHandle {
-    /// A handle whose requests go out through `outbox`, with at most `max_in_flight` at once.
+    /// A handle whose requests go out through `outbox`, as many at once as `in_flight` allows.
     pub(crate) fn new(
         session: u64,
         name: String,
         bots: Vec<String>,
         outbox: Outbox,
-        max_in_flight: usize,
+        in_flight: FairLimit,
     ) -> Self {
         Self {
             session,
@@ -163,7 +166,7 @@ impl AgentHandle {
             bots,
             outbox,
             pending: Mutex::new(HashMap::new()),
-            in_flight: Semaphore::new(max_in_flight),
+            in_flight,
             next_id: AtomicU64::new(1),
             closed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -178,8 +181,8 @@ impl AgentHandle {
         let deadline = tokio::time::Instant::now() + timeout;
         let _permit = self
             .in_flight
-            .try_acquire()
-            .map_err(|_| CallError::Overloaded)?;
+            .try_acquire(&request.bot)
+            .ok_or(CallError::Overloaded)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         request.id = id;
         let message = protocol::link::message(&Frame::Request(request))?;
