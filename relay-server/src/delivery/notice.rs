@@ -1,11 +1,32 @@
-//! Warnings about what stored delivery could not do (dead letters, updates that expired, bots
-//! that cannot be reached), bounded in rate so that a bot failing every update cannot flood
-//! the log: the counters in [`super::scheduler::Stats`] keep the totals.
+//! What stored delivery reports: the counters ([`Stats`]), and warnings about what it could not
+//! do (dead letters, updates that expired, bots that cannot be reached), bounded in rate so that
+//! a bot failing every update cannot flood the log while the counters keep the totals.
 
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// What happened to stored updates, for logs, the admin API and metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Updates written to the store (and answered 200).
+    pub stored: AtomicU64,
+    /// Stored updates the bot acknowledged.
+    pub delivered: AtomicU64,
+    /// Failed delivery attempts (counted towards `max_attempts`) that will be retried.
+    pub retried: AtomicU64,
+    /// Attempts that could not reach the bot (bot or agent unreachable, agent silent): retried
+    /// with backoff until retention, never counted towards `max_attempts`.
+    pub unreachable: AtomicU64,
+    /// Updates moved to the dead-letter list.
+    pub buried: AtomicU64,
+    /// Updates dropped for age.
+    pub expired: AtomicU64,
+    /// Updates refused because the store was full (answered 503).
+    pub refused_full: AtomicU64,
+}
 
 /// The span over which [`NOTICE_BURST`] lines of one kind may be written. A minute matches how
 /// an operator reads a log: a burst shows at once, and a steady stream is summed up minute by minute.

@@ -9,7 +9,7 @@
 //! list. The disk is written only when an update arrives, is
 //! delivered, fails or is buried; what to send next comes from [`super::queues`], in memory.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::notice::LogBudget;
+use super::notice::{LogBudget, Stats};
 use super::queues::Queues;
 use super::store::{NewUpdate, Store, StoreError, StoredUpdate};
 use crate::config::DeliverySettings;
@@ -39,26 +39,6 @@ const OVERLOAD_PAUSE: Duration = Duration::from_millis(200);
 const AGENT_GONE_PAUSE: Duration = Duration::from_millis(20);
 /// How often expired updates are looked for. Retention is counted in hours; a minute is precise enough.
 const RETENTION_SWEEP: Duration = Duration::from_secs(60);
-
-/// What happened to stored updates, for logs, the admin API and metrics.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    /// Updates written to the store (and answered 200).
-    pub stored: AtomicU64,
-    /// Stored updates the bot acknowledged.
-    pub delivered: AtomicU64,
-    /// Failed delivery attempts (counted towards `max_attempts`) that will be retried.
-    pub retried: AtomicU64,
-    /// Attempts that could not reach the bot (bot or agent unreachable, agent silent): retried
-    /// with backoff until retention, never counted towards `max_attempts`.
-    pub unreachable: AtomicU64,
-    /// Updates moved to the dead-letter list.
-    pub buried: AtomicU64,
-    /// Updates dropped for age.
-    pub expired: AtomicU64,
-    /// Updates refused because the store was full (answered 503).
-    pub refused_full: AtomicU64,
-}
 
 /// The stored-delivery engine of one relay; cheap to clone.
 #[derive(Debug, Clone)]
