@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use super::notice::{LogBudget, Stats};
 use super::queues::Queues;
-use super::store::{NewUpdate, Store, StoreError, StoredUpdate};
+use super::store::{NewUpdate, Store, StoreError, StoredUpdate, clip};
 use crate::config::DeliverySettings;
 use crate::tunnel::handle::Retry;
 use crate::tunnel::{AgentHandle, CallError, Registry};
@@ -248,7 +248,7 @@ impl Scheduler {
         }
         let mut retried = StoredUpdate::clone(update);
         retried.unreachable = streak;
-        retried.last_error = Some(format!("bot unreachable: {error}"));
+        retried.last_error = Some(clip(&format!("bot unreachable: {error}")));
         self.finish(update, Some(Arc::new(retried)), Some(pause));
     }
 
@@ -272,7 +272,7 @@ impl Scheduler {
                 let mut copy = StoredUpdate::clone(update);
                 copy.attempts = attempts;
                 copy.unreachable = 0;
-                copy.last_error = Some(reason.clone());
+                copy.last_error = Some(clip(&reason));
                 Arc::new(copy)
             }
         };

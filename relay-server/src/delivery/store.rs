@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use error::StoreError;
-pub(crate) use record::{MAX_RECORD_LEN, NewUpdate, StoredUpdate};
+pub(crate) use record::{MAX_RECORD_LEN, NewUpdate, StoredUpdate, clip};
 
 use op::{Op, Reply};
 use record::Fields;

@@ -136,7 +136,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Fields, protocol::DecodeError> {
 }
 
 /// `text` cut to at most [`MAX_ERROR_LEN`] bytes, on a character boundary.
-pub(super) fn clip(text: &str) -> String {
+pub(crate) fn clip(text: &str) -> String {
     if text.len() <= MAX_ERROR_LEN {
         return text.to_owned();
     }
