@@ -24,6 +24,13 @@ use crate::url::{ApiUrl, BotUrl, RelayUrl};
 /// (`max_connections` ≤ 100), so 100 never holds back a single bot.
 pub(crate) const DEFAULT_MAX_CONCURRENCY: usize = 100;
 
+/// Of `--max-concurrency`, the requests each bot may always have at its bot, whatever the other
+/// bots hold, so that one slow bot cannot starve the others; a lone bot may use the whole limit.
+/// Ten carry 100 updates a second for a bot that answers in 100 ms, more than most bots get, and
+/// ten for each of a few other bots still leave a busy bot most of the default 100. Where the
+/// reserves would not fit the limit, each bot keeps an equal part of it instead.
+pub(crate) const DEFAULT_RESERVED_PER_BOT: usize = 10;
+
 /// The largest `--max-concurrency` accepted: far past anything Telegram sends, low enough that a
 /// typo cannot turn the agent into a flood against its own bots.
 pub(crate) const MAX_CONCURRENCY_LIMIT: usize = 10_000;
@@ -85,6 +92,9 @@ pub struct Config {
     pub name: String,
     /// How many requests may be at the bots at once.
     pub max_concurrency: usize,
+    /// Of those, how many each bot may always have, whatever the others hold; where the bots'
+    /// reserves would not fit `max_concurrency`, each keeps an equal part of it instead.
+    pub reserved_per_bot: usize,
     /// How long a bot may take to answer.
     pub request_timeout: Duration,
     /// How long the relay may stay silent before the connection counts as dead.
@@ -119,6 +129,7 @@ impl Config {
             bots,
             name: default_name(),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            reserved_per_bot: DEFAULT_RESERVED_PER_BOT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             startup_timeout: Some(DEFAULT_STARTUP_TIMEOUT),
@@ -208,6 +219,10 @@ impl Config {
                 .max_concurrency
                 .or(file.max_concurrency)
                 .unwrap_or(DEFAULT_MAX_CONCURRENCY),
+            reserved_per_bot: cli
+                .reserved_per_bot
+                .or(file.reserved_per_bot)
+                .unwrap_or(DEFAULT_RESERVED_PER_BOT),
             request_timeout: duration(
                 "--request-timeout",
                 cli.request_timeout,
@@ -274,6 +289,12 @@ impl Config {
             return Err(ConfigError::Value {
                 key: "--max-concurrency",
                 reason: format!("must be between 1 and {MAX_CONCURRENCY_LIMIT}"),
+            });
+        }
+        if self.reserved_per_bot > MAX_CONCURRENCY_LIMIT {
+            return Err(ConfigError::Value {
+                key: "--reserved-per-bot",
+                reason: format!("must be at most {MAX_CONCURRENCY_LIMIT}"),
             });
         }
         if self.request_timeout.is_zero() {

@@ -226,10 +226,13 @@ fn durations_parse_and_zero_startup_timeout_means_forever() {
         "0s",
         "--max-concurrency",
         "7",
+        "--reserved-per-bot",
+        "2",
         "--name",
         "box",
     ])
     .expect("valid");
+    assert_eq!(config.reserved_per_bot, 2);
     assert_eq!(config.request_timeout, Duration::from_secs(60));
     assert_eq!(config.heartbeat_timeout, Duration::from_millis(500));
     assert_eq!(config.startup_timeout, None);
@@ -252,6 +255,7 @@ fn the_example_file_parses() {
     );
     assert_eq!(config.name, "home-server");
     assert_eq!(config.max_concurrency, 100);
+    assert_eq!(config.reserved_per_bot, 10);
     assert_eq!(config.request_timeout, Duration::from_secs(30));
     assert_eq!(config.heartbeat_timeout, Duration::from_secs(9));
     assert_eq!(config.startup_timeout, Some(Duration::from_secs(30)));
@@ -302,7 +306,7 @@ fn flags_override_the_file_and_bots_merge() {
     let file = TempFile::new(
         "override",
         "relay = \"ws://file-relay:1\"\ntoken = \"file-token\"\nname = \"file\"\n\
-         request_timeout = \"5s\"\nmax_concurrency = 3\n\
+         request_timeout = \"5s\"\nmax_concurrency = 3\nreserved_per_bot = 1\n\
          [bots.from-file]\nurl = \"http://127.0.0.1:9000/\"\n",
     );
     let config = config(&[
@@ -322,6 +326,7 @@ fn flags_override_the_file_and_bots_merge() {
     assert_eq!(config.name, "flag");
     assert_eq!(config.request_timeout, Duration::from_secs(9));
     assert_eq!(config.max_concurrency, 3, "kept from the file");
+    assert_eq!(config.reserved_per_bot, 1, "kept from the file");
     let names: Vec<_> = config.bots.iter().map(|bot| bot.name.as_str()).collect();
     assert_eq!(names, ["from-flag", "from-file"]);
 }
@@ -364,6 +369,10 @@ fn config_new_has_defaults_and_validate_catches_hand_edits() {
     assert_eq!(config.max_concurrency, DEFAULT_MAX_CONCURRENCY);
     assert_eq!(config.heartbeat_timeout, DEFAULT_HEARTBEAT_TIMEOUT);
     assert!(!config.name.is_empty());
+    assert_eq!(config.reserved_per_bot, DEFAULT_RESERVED_PER_BOT);
+    config.reserved_per_bot = MAX_CONCURRENCY_LIMIT + 1;
+    assert!(config.validate().is_err());
+    config.reserved_per_bot = DEFAULT_RESERVED_PER_BOT;
     config.max_concurrency = 0;
     assert!(config.validate().is_err());
     assert!(

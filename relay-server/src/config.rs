@@ -40,6 +40,12 @@ pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(9);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Requests one agent may have in flight. Well above Telegram's 100 connections per bot.
 pub const DEFAULT_MAX_IN_FLIGHT_PER_AGENT: usize = 512;
+/// Of an agent's `max_in_flight_per_agent`, the requests each of its bots may always have in
+/// flight, whatever its other bots hold, so one slow bot cannot starve the others. Ten slots
+/// carry 100 updates a second for a bot that answers in 100 ms, more than most bots get, and
+/// ten for each of many bots still leave a busy bot most of the default 512. Where the reserves
+/// of an agent's bots would not fit the limit, each bot keeps an equal part of it instead.
+pub const DEFAULT_RESERVED_IN_FLIGHT_PER_BOT: usize = 10;
 /// One thread: every webhook crosses the relay twice (in from Telegram, out to the agent's
 /// socket) and back, and on one thread those hand-offs are plain function calls, where between
 /// threads each is a wake-up. On the benchmark the relay spent 40 % less CPU per request on one
@@ -124,7 +130,9 @@ pub struct BotSettings {
 pub struct DeliverySettings {
     /// The mode of bots without their own `mode`.
     pub default_mode: DeliveryMode,
-    /// Failed attempts after which a stored update goes to the dead-letter list.
+    /// Failed attempts the bot caused (a non-2xx answer, no answer in time after it took the
+    /// request) after which a stored update goes to the dead-letter list. Attempts that cannot
+    /// reach the bot never count: they are retried until [`DeliverySettings::retention`].
     pub max_attempts: u32,
     /// Stored updates older than this are dropped (and logged and counted). Telegram itself
     /// keeps updates for 24 h.
@@ -136,8 +144,11 @@ pub struct DeliverySettings {
 }
 
 /// Ten attempts with backoff doubling from 1 s to a 60 s cap wait about 4 minutes in all
-/// (1 + 2 + 4 + … + 60 + 60 + 60 = 243 s, plus the attempts themselves): long enough to ride out
-/// a bot restart, short enough that a poison update does not block its chat for long.
+/// (1 + 2 + 4 + … + 60 + 60 + 60 = 243 s, plus the attempts themselves): enough for a bot that
+/// answers 5xx while it starts up or sheds load, short enough that a poison update (one the bot
+/// keeps failing) does not block its chat for long. Only answers count (and timeouts after the
+/// bot took the request): a bot that is down or restarting, and so cannot be reached, is retried
+/// until retention, like Telegram does, however long that takes.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// Telegram keeps undelivered updates for 24 h; the relay promises no less.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -171,6 +182,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Requests one agent may have in flight.
     pub max_in_flight_per_agent: usize,
+    /// Of those, the requests each of the agent's bots may always have in flight, whatever the
+    /// others hold (see [`DEFAULT_RESERVED_IN_FLIGHT_PER_BOT`]).
+    pub reserved_in_flight_per_bot: usize,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
 }
@@ -183,6 +197,7 @@ impl Default for Limits {
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_in_flight_per_agent: DEFAULT_MAX_IN_FLIGHT_PER_AGENT,
+            reserved_in_flight_per_bot: DEFAULT_RESERVED_IN_FLIGHT_PER_BOT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }

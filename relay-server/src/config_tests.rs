@@ -174,3 +174,18 @@ fn a_file_that_does_not_parse_is_named_by_line_without_echoing_the_line() {
     assert!(!message.contains("hidden-token"), "{message}");
     assert!(!message.contains('\n'), "{message}");
 }
+
+#[test]
+fn each_bot_keeps_a_reserve_of_its_agents_in_flight_limit() {
+    let defaults = Config::merge(cli(&[]), FileConfig::default()).expect("valid");
+    assert_eq!(
+        defaults.limits.reserved_in_flight_per_bot,
+        DEFAULT_RESERVED_IN_FLIGHT_PER_BOT
+    );
+    let config = Config::merge(
+        cli(&[]),
+        file("[limits]\nmax_in_flight_per_agent = 8\nreserved_in_flight_per_bot = 3\n"),
+    )
+    .expect("valid");
+    assert_eq!(config.limits.reserved_in_flight_per_bot, 3);
+}

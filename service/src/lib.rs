@@ -6,6 +6,9 @@
 //! - [`cancel_on_signal`]: SIGTERM and SIGINT cancel a token, for a graceful drain.
 //! - [`fail`]: the one-line error and the exit status.
 //! - [`toml_error`]: a config file's parse error on one line, without the line's text.
+//! - [`share`]: a concurrency limit shared fairly by the bots behind one agent.
+
+pub mod share;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -141,11 +141,22 @@ impl TestBot {
         Fut: Future + Send + 'static,
         Fut::Output: IntoAnswer,
     {
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), handler).await
+    }
+
+    /// [`TestBot::start`] at `addr`: for a bot that comes back where it was (see
+    /// [`unused_addr`]).
+    pub async fn start_at<F, Fut>(addr: SocketAddr, handler: F) -> Self
+    where
+        F: Fn(Received) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoAnswer,
+    {
         let handler: Handler = Arc::new(move |request| {
             let answer = handler(request);
             Box::pin(async move { answer.await.into_response() })
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind the test bot");
         let addr = listener.local_addr().expect("addr");
@@ -215,6 +226,13 @@ impl TestBot {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+}
+
+/// An address on 127.0.0.1 that nothing listens on: the OS picks a free port, which is then
+/// let go. Connections to it are refused until a [`TestBot::start_at`] takes it.
+pub fn unused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
 }
 
 async fn record(request: Request<hyper::body::Incoming>) -> Received {

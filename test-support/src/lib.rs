@@ -15,7 +15,7 @@ pub mod tmpfs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use bot::{Answer, IntoAnswer, Received, TestBot, respond};
+pub use bot::{Answer, IntoAnswer, Received, TestBot, respond, unused_addr};
 pub use process::{DEADLINE, Lines, Program, Stderr, terminate};
 pub use tmpfs::Tmpfs;
 

@@ -23,7 +23,7 @@ pub use agent::TestAgent;
 pub use bot_api::{ApiCall, FakeBotApi};
 pub use relay::TestRelay;
 pub use telegram::{FakeTelegram, Reply, TelegramQueue, update_json};
-pub use test_support::{Answer, Received, TestBot, temp_dir};
+pub use test_support::{Answer, Received, TestBot, temp_dir, unused_addr};
 
 /// How long any fixture waits for a condition before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(15);

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use e2e::{Answer, FakeTelegram, Received, TestAgent, TestBot, TestRelay, eventually, update_json};
+use e2e::{
+    Answer, FakeTelegram, Received, TestAgent, TestBot, TestRelay, eventually, unused_addr,
+    update_json,
+};
 use hyper::Method;
 use relay_server::config::{BotSettings, DeliveryMode};
 
@@ -207,6 +210,52 @@ async fn an_update_that_keeps_failing_is_parked_listed_and_can_be_replayed() {
     eventually("the replayed update is delivered", || bot.count() == 3).await;
     let empty = relay.admin(Method::GET, "/dead-letters").await;
     assert_eq!(empty.as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_down_for_longer_than_max_attempts_gets_every_update_in_order_once_it_is_back() {
+    let mut config = TestRelay::config();
+    config.delivery.max_attempts = 2;
+    make_durable(&mut config, "echo");
+    let relay = TestRelay::start_with(config);
+    // The agent is up; its bot is not (nothing listens at its address yet).
+    let addr = unused_addr();
+    let _agent = TestAgent::connect(&relay, &[("echo", format!("http://{addr}/"))]).await;
+    let telegram = FakeTelegram::new(&relay);
+    for i in 0..6u64 {
+        let chat = (i % 2) as i64 + 1;
+        let reply = telegram
+            .send(
+                "/hook/echo",
+                update_json(100 + i, chat, "while the bot is down"),
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+
+    // Three tries for each chat's head (at 0 s, 1 s, 3 s), more than max_attempts: none buried.
+    let deadline = tokio::time::Instant::now() + e2e::DEADLINE;
+    while relay.stat("unreachable").await < 6 {
+        assert_eq!(
+            relay.stat("buried").await,
+            0,
+            "an unreachable bot buried updates"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay stopped retrying"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let bot = TestBot::start_at(addr, |_| async { Answer::status(200) }).await;
+    eventually("all 6 are delivered", || bot.count() >= 6).await;
+    let chats = arrivals_by_chat(&bot.received());
+    assert_eq!(chats.values().map(Vec::len).sum::<usize>(), 6);
+    assert_in_order(&chats);
+    relay.stat_reaches("delivered", 6).await;
+    assert_eq!(relay.stat("buried").await, 0);
+    assert_eq!(relay.stat("dead_letters").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -283,3 +283,74 @@ async fn an_address_that_keeps_guessing_agent_tokens_is_throttled() {
         assert!((1..=60).contains(&wait), "{wait}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_bot_that_fills_its_share_does_not_hold_up_another_bot_on_the_same_agent() {
+    let mut config = TestRelay::config();
+    // Live only, so that a request the agent could not place comes back as 503, not stored.
+    for bot in ["slow", "fast"] {
+        let settings = relay_server::config::BotSettings {
+            mode: Some(relay_server::config::DeliveryMode::Passthrough),
+            ..Default::default()
+        };
+        config.bots.insert(bot.into(), settings);
+    }
+    // Without fairness the fast bot's request would wait this long for a slot, then fail.
+    config.limits.bot_timeout = Duration::from_secs(10);
+    let relay = TestRelay::start_with(config);
+    // The slow bot holds every request until the test lets go.
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let slow = {
+        let release = release.clone();
+        TestBot::start(move |_| {
+            let release = release.clone();
+            async move {
+                let _ = tokio::time::timeout(e2e::DEADLINE, release.acquire()).await;
+                Answer::status(200)
+            }
+        })
+        .await
+    };
+    let fast = TestBot::start(|_| async { Answer::with_body(200, "text/plain", "fast") }).await;
+    let mut agent_config =
+        TestAgent::config(&relay, &[("slow", slow.url("/")), ("fast", fast.url("/"))]);
+    agent_config.max_concurrency = 4;
+    agent_config.reserved_per_bot = 1;
+    let _agent = TestAgent::start(agent_config);
+    relay.wait_for_bot("slow").await;
+    relay.wait_for_bot("fast").await;
+    let telegram = FakeTelegram::new(&relay);
+
+    // Four for the slow bot: three reach it (one slot is kept for the fast bot), one waits.
+    let held: Vec<_> = (0..4u64)
+        .map(|i| {
+            let telegram = telegram.clone();
+            tokio::spawn(async move {
+                telegram
+                    .send("/hook/slow", update_json(100 + i, 1 + i as i64, "slow"))
+                    .await
+            })
+        })
+        .collect();
+    e2e::eventually("the slow bot holds three requests", || slow.count() >= 3).await;
+
+    let reply = telegram
+        .send("/hook/fast", update_json(200, 9, "fast"))
+        .await;
+    assert_eq!(
+        (reply.status, &reply.body[..]),
+        (200, &b"fast"[..]),
+        "the fast bot's answer, while the slow one is held"
+    );
+    assert!(
+        held.iter().all(|task| !task.is_finished()),
+        "the slow ones are still held"
+    );
+    assert_eq!(slow.count(), 3);
+
+    release.add_permits(4);
+    for task in held {
+        assert_eq!(task.await.expect("join").status, 200);
+    }
+    assert_eq!(slow.count(), 4);
+}

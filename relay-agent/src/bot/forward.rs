@@ -1,18 +1,34 @@
 //! Forwarding one relayed request to its bot over a pooled keep-alive HTTP client, and turning the
 //! bot's answer, or the reason there is none, into the frame that goes back to the relay.
+//!
+//! The reason decides whether the relay counts the attempt against a stored update (see
+//! docs/DELIVERY.md): [`FailureKind::BotUnreachable`] (not counted) when the request never got to
+//! the bot: the connection was refused, could not be made in time (DNS included), or was closed or
+//! reset before the first byte of an answer. "Got to the bot" means what the agent can see: a
+//! connection was open and hyper began writing the request on it ([`Watched`]). A bot whose
+//! process hangs while its kernel still completes connections therefore looks like a bot that
+//! took the request, and its silence is a [`FailureKind::BotTimeout`] (counted), as is any answer
+//! that comes too late; an answer that is not HTTP, or breaks off, is a
+//! [`FailureKind::BadBotResponse`] (counted).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use protocol::{Failure, FailureKind, Frame, Request, Response};
-use tokio::sync::Semaphore;
+use service::share::FairLimit;
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -43,10 +59,11 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// connections and the concurrency limit outlive reconnects.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, Watched>,
     bots: HashMap<String, BotUrl>,
-    permits: Semaphore,
-    max_concurrency: usize,
+    /// `--max-concurrency`, shared fairly: each bot keeps `--reserved-per-bot` of it, so a bot
+    /// that stopped answering holds at most the rest and the others' requests still go through.
+    permits: FairLimit,
     request_timeout: Duration,
 }
 
@@ -71,8 +88,11 @@ impl Forwarder {
                 .iter()
                 .map(|bot| (bot.name.clone(), bot.url.clone()))
                 .collect(),
-            permits: Semaphore::new(config.max_concurrency),
-            max_concurrency: config.max_concurrency,
+            permits: FairLimit::new(
+                config.max_concurrency,
+                config.reserved_per_bot,
+                config.bots.iter().map(|bot| bot.name.as_str()),
+            ),
             request_timeout: config.request_timeout,
         }
     }
@@ -112,14 +132,17 @@ impl Forwarder {
             let reason = format!("this agent does not serve bot '{}'", request.bot);
             (FailureKind::Rejected, reason)
         })?;
-        let outgoing = build(url, request)?;
+        let request_bot = request.bot.clone();
+        let (outgoing, taken) = watched(build(url, request)?);
         // Waiting for a slot spends the same deadline: the relay's clock is already running.
-        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.permits.acquire()).await
+        let Ok(_permit) =
+            tokio::time::timeout_at(deadline, self.permits.acquire(&request_bot)).await
         else {
             let reason = format!(
-                "all {} request slots stayed busy for {}",
-                self.max_concurrency,
-                seconds(budget)
+                "bot '{request_bot}' had no free request slot for {} ({} in all, {} kept for each bot)",
+                seconds(budget),
+                self.permits.limit(),
+                self.permits.reserve(),
             );
             return Err((FailureKind::Overloaded, reason));
         };
@@ -127,8 +150,16 @@ impl Forwarder {
             tokio::time::timeout_at(deadline, self.round_trip(url, outgoing, max_body))
                 .await
                 .map_err(|_| {
-                    let reason = format!("bot did not answer within {}", seconds(budget));
-                    (FailureKind::BotTimeout, reason)
+                    if taken.load(Ordering::Relaxed) {
+                        let reason = format!("bot did not answer within {}", seconds(budget));
+                        (FailureKind::BotTimeout, reason)
+                    } else {
+                        let reason = format!(
+                            "cannot connect to the bot at {url}: no connection within {}",
+                            seconds(budget)
+                        );
+                        (FailureKind::BotUnreachable, reason)
+                    }
                 })??;
         Ok(Response {
             id,
@@ -142,14 +173,24 @@ impl Forwarder {
     async fn round_trip(
         &self,
         url: &BotUrl,
-        outgoing: http::Request<Full<Bytes>>,
+        outgoing: http::Request<Watched>,
         max_body: usize,
     ) -> Result<(u16, Vec<protocol::Header>, Bytes), Failed> {
         let response = self.client.request(outgoing).await.map_err(|error| {
+            let hyper_error = std::error::Error::source(&error)
+                .and_then(|source| source.downcast_ref::<hyper::Error>());
+            if hyper_error.is_some_and(hyper::Error::is_parse) {
+                // Bytes came back, but not an HTTP answer (or a head over the buffer).
+                let reason = format!(
+                    "the bot at {url} answered with something that is not HTTP: {}",
+                    chain(&error)
+                );
+                return (FailureKind::BadBotResponse, reason);
+            }
             let what = if error.is_connect() {
                 "cannot connect to the bot"
             } else {
-                "the bot connection failed"
+                "the bot closed the connection before answering"
             };
             (
                 FailureKind::BotUnreachable,
@@ -165,16 +206,57 @@ impl Forwarder {
                     let reason = format!("bot response body over {max_body} bytes");
                     (FailureKind::BadBotResponse, reason)
                 } else {
+                    // The bot had begun to answer: it has the request, so this one counts.
                     let reason = format!(
                         "the bot connection failed mid-body at {url}: {}",
                         chain(&*error)
                     );
-                    (FailureKind::BotUnreachable, reason)
+                    (FailureKind::BadBotResponse, reason)
                 }
             })?;
         let headers = response_headers(&parts.headers);
         Ok((parts.status.as_u16(), headers, body.to_bytes()))
     }
+}
+
+/// A request body that notes when hyper takes the request up on an open connection: hyper asks
+/// a body whether it is empty just before it writes the request head, and only on a connection
+/// that is established (new or from the pool). That is as close to "the bot has the request" as
+/// a client can see: it does not prove the bot's process read it.
+pub(crate) struct Watched {
+    body: Full<Bytes>,
+    taken: Arc<AtomicBool>,
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        this.taken.store(true, Ordering::Relaxed);
+        Pin::new(&mut this.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.taken.store(true, Ordering::Relaxed);
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// `request` with its body [`Watched`], and the flag that says it was taken up.
+fn watched(request: http::Request<Full<Bytes>>) -> (http::Request<Watched>, Arc<AtomicBool>) {
+    let taken = Arc::new(AtomicBool::new(false));
+    let flag = taken.clone();
+    let request = request.map(|body| Watched { body, taken: flag });
+    (request, taken)
 }
 
 /// The HTTP request for the bot: same method, headers (duplicates and order kept) and body bytes.

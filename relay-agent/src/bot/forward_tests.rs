@@ -275,3 +275,150 @@ fn the_budget_leaves_the_relay_a_margin() {
     assert_eq!(forwarder.budget(300), MIN_FORWARD_TIMEOUT);
     assert_eq!(forwarder.budget(0), MIN_FORWARD_TIMEOUT);
 }
+
+/// A "bot" on a raw socket that reads each request head, writes `then` and closes the
+/// connection; returns its URL.
+async fn raw_bot(then: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(then).await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_bot_that_closes_before_answering_is_unreachable() {
+    let url = raw_bot(b"").await;
+    let (kind, message) = failure(forward(&forwarder(&url, |_| {}), request(1), 1024).await);
+    assert_eq!(kind, FailureKind::BotUnreachable, "{message}");
+    assert!(message.contains("before answering"), "{message}");
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_http_or_breaks_off_is_a_bad_response() {
+    let garbage = raw_bot(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
+    let (kind, message) = failure(forward(&forwarder(&garbage, |_| {}), request(1), 1024).await);
+    assert_eq!(kind, FailureKind::BadBotResponse, "{message}");
+
+    let cut = raw_bot(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly a part").await;
+    let (kind, message) = failure(forward(&forwarder(&cut, |_| {}), request(2), 1024).await);
+    assert_eq!(kind, FailureKind::BadBotResponse, "{message}");
+    assert!(message.contains("mid-body"), "{message}");
+}
+
+#[tokio::test]
+async fn a_connection_that_cannot_be_made_in_time_is_unreachable_not_a_timeout() {
+    // A listener that never accepts, with the smallest backlog: once its accept queue is full
+    // the kernel drops further SYNs, so the next connect hangs, as to a host that drops packets.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(1).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    assert!(fillers.len() < 16, "the accept queue never filled");
+    let url = format!("http://{addr}/");
+    let forwarder = forwarder(&url, |c| c.request_timeout = Duration::from_millis(300));
+    let (kind, message) = failure(forward(&forwarder, request(1), 1024).await);
+    assert_eq!(kind, FailureKind::BotUnreachable, "{message}");
+    assert!(message.contains("cannot connect"), "{message}");
+    drop(listener);
+}
+
+#[tokio::test]
+async fn a_bot_that_holds_every_slot_it_may_leaves_the_other_bots_theirs() {
+    let (arrived, mut at_slow) = mpsc::channel::<()>(8);
+    let slow = TestBot::start(move |_| {
+        let arrived = arrived.clone();
+        async move {
+            arrived.send(()).await.expect("test alive");
+            std::future::pending::<Answer>().await
+        }
+    })
+    .await;
+    let fast = TestBot::start(|_| async { respond(200, "fast") }).await;
+    let mut config = Config::new(
+        "ws://127.0.0.1:1",
+        Secret::new("token"),
+        vec![
+            ("slow".into(), slow.url("/")),
+            ("fast".into(), fast.url("/")),
+        ],
+    )
+    .expect("valid config");
+    config.max_concurrency = 4;
+    config.reserved_per_bot = 1;
+    let forwarder = Arc::new(Forwarder::new(&config));
+    let for_bot = |bot: &str, id| Request {
+        bot: bot.into(),
+        ..request(id)
+    };
+
+    // The slow bot gets three of the four slots (one is kept for the fast bot); its fourth
+    // request waits for a slot.
+    let held: Vec<_> = (0..4)
+        .map(|id| {
+            let (forwarder, request) = (forwarder.clone(), for_bot("slow", id));
+            tokio::spawn(async move { forwarder.forward(request, 1024).await })
+        })
+        .collect();
+    for _ in 0..3 {
+        tokio::time::timeout(TEST_DEADLINE, at_slow.recv())
+            .await
+            .expect("a slow request reaches the bot");
+    }
+    // Every slow task has had its turn at a slot (the test runs on one thread).
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        forwarder.permits.in_use(),
+        3,
+        "one slot stays free for the fast bot"
+    );
+
+    // Without its reserve the fast bot would wait for a slot until this deadline passed.
+    let fast_request = Request {
+        timeout_ms: 2_000,
+        ..for_bot("fast", 9)
+    };
+    let frame = forward(&forwarder, fast_request, 1024).await;
+    assert!(
+        matches!(frame, Frame::Response(ref r) if r.status == 200),
+        "the fast bot waited behind the slow one: {frame:?}"
+    );
+    assert!(
+        held.iter().all(|task| !task.is_finished()),
+        "the slow ones are still held"
+    );
+    assert_eq!(slow.count(), 3);
+    for task in held {
+        task.abort();
+    }
+}

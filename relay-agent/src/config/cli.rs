@@ -37,8 +37,8 @@ pub struct Cli {
     pub bots: Vec<String>,
 
     /// A TOML file with the same settings (keys: relay, token, ca, name, max_concurrency,
-    /// request_timeout, heartbeat_timeout, startup_timeout, state_dir, api_url, and a [bots.NAME]
-    /// table with url and bot_token).
+    /// reserved_per_bot, request_timeout, heartbeat_timeout, startup_timeout, state_dir,
+    /// api_url, and a [bots.NAME] table with url and bot_token).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -49,6 +49,12 @@ pub struct Cli {
     /// How many requests may be at the bots at once, 1 to 10000 [default: 100].
     #[arg(long, value_name = "N")]
     pub max_concurrency: Option<usize>,
+
+    /// Of --max-concurrency, how many requests each bot may always have at its bot, whatever
+    /// the other bots hold, so one slow bot cannot starve the others; where the bots' reserves
+    /// would not fit the limit, each keeps an equal part of it [default: 10].
+    #[arg(long, value_name = "N")]
+    pub reserved_per_bot: Option<usize>,
 
     /// How long a bot may take to answer, such as 30s [default: 30s].
     #[arg(long, value_name = "DURATION")]

@@ -19,6 +19,7 @@ pub(super) struct File {
     pub(super) ca: Option<PathBuf>,
     pub(super) name: Option<String>,
     pub(super) max_concurrency: Option<usize>,
+    pub(super) reserved_per_bot: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub(super) request_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]

@@ -135,6 +135,7 @@ async fn handle(
                 "stored": count(&stats.stored),
                 "delivered": count(&stats.delivered),
                 "retried": count(&stats.retried),
+                "unreachable": count(&stats.unreachable),
                 "buried": count(&stats.buried),
                 "expired": count(&stats.expired),
                 "refused_full": count(&stats.refused_full),

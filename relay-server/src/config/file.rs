@@ -55,6 +55,7 @@ struct FileLimits {
     heartbeat_timeout: Option<Duration>,
     max_connections: Option<usize>,
     max_in_flight_per_agent: Option<usize>,
+    reserved_in_flight_per_bot: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     shutdown_grace: Option<Duration>,
 }
@@ -130,6 +131,10 @@ impl Config {
                 .limits
                 .max_in_flight_per_agent
                 .unwrap_or(defaults.max_in_flight_per_agent),
+            reserved_in_flight_per_bot: file
+                .limits
+                .reserved_in_flight_per_bot
+                .unwrap_or(defaults.reserved_in_flight_per_bot),
             shutdown_grace: file
                 .limits
                 .shutdown_grace

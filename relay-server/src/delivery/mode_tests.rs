@@ -71,7 +71,7 @@ impl Setup {
             "test".into(),
             vec![BOT.into()],
             outbox,
-            8,
+            service::share::FairLimit::new(8, 0, [BOT]),
         ));
         (self.registry.register(handle), sent)
     }

@@ -148,16 +148,14 @@ impl Queues {
         }
     }
 
-    /// Forgets `update`, which retention dropped from the store. A head in flight stays until
-    /// its attempt ends, and then goes whatever the outcome (a deferred one would otherwise be
+    /// Forgets `update`, which retention dropped from the store, and returns the copy held here
+    /// (its `last_error` may be newer than the store's). A head in flight stays until its
+    /// attempt ends, and then goes whatever the outcome (a deferred one would otherwise be
     /// tried again).
-    pub(super) fn drop_expired(&mut self, update: &StoredUpdate) {
-        let Some(queues) = self.bots.get_mut(&update.bot) else {
-            return;
-        };
-        let Some(queue) = queues.queues.get_mut(&update.queue) else {
-            return;
-        };
+    pub(super) fn drop_expired(&mut self, update: &StoredUpdate) -> Option<Arc<StoredUpdate>> {
+        let queues = self.bots.get_mut(&update.bot)?;
+        let queue = queues.queues.get_mut(&update.queue)?;
+        let held = queue.items.iter().find(|u| u.seq == update.seq).cloned();
         let busy_head = queue
             .busy
             .then(|| queue.items.front().map(|h| h.seq))
@@ -169,5 +167,6 @@ impl Queues {
         if queue.items.is_empty() {
             queues.queues.remove(&update.queue);
         }
+        held
     }
 }

@@ -1,9 +1,15 @@
 //! Delivery from the store: the loop that starts an attempt on each queue's head when its bot has
 //! an agent, records how it ended (delivered, retried with backoff, or buried in the dead-letter
-//! list) and drops updates past retention. The disk is written only when an update arrives, is
+//! list) and drops updates past retention.
+//!
+//! The failure policy follows Telegram's own: an update that cannot reach its bot (agent gone,
+//! silent or busy, bot not accepting connections) is retried, with backoff but without counting
+//! an attempt, until retention drops it; only what the bot did with it (a non-2xx answer, or no
+//! answer in time after it took the request) counts towards `max_attempts` and the dead-letter
+//! list. The disk is written only when an update arrives, is
 //! delivered, fails or is buried; what to send next comes from [`super::queues`], in memory.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,15 +19,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::notice::{LogBudget, Stats};
 use super::queues::Queues;
-use super::store::{NewUpdate, Store, StoreError, StoredUpdate};
+use super::store::{NewUpdate, Store, StoreError, StoredUpdate, clip};
 use crate::config::DeliverySettings;
 use crate::tunnel::handle::Retry;
 use crate::tunnel::{AgentHandle, CallError, Registry};
 
-/// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF`].
+/// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF`]. The
+/// same steps serve failed attempts and attempts that could not reach the bot (each counted apart).
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// Telegram's own retries settle at one a minute or two; so do ours.
+/// Telegram's own retries settle at one a minute or two; so do ours. For a bot that is down this
+/// is also how soon after it comes back its updates move again.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// An agent that said it is overloaded gets a short breather before the queue tries again.
 const OVERLOAD_PAUSE: Duration = Duration::from_millis(200);
@@ -30,23 +39,6 @@ const OVERLOAD_PAUSE: Duration = Duration::from_millis(200);
 const AGENT_GONE_PAUSE: Duration = Duration::from_millis(20);
 /// How often expired updates are looked for. Retention is counted in hours; a minute is precise enough.
 const RETENTION_SWEEP: Duration = Duration::from_secs(60);
-
-/// What happened to stored updates, for logs, the admin API and metrics.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    /// Updates written to the store (and answered 200).
-    pub stored: AtomicU64,
-    /// Stored updates the bot acknowledged.
-    pub delivered: AtomicU64,
-    /// Failed delivery attempts that will be retried.
-    pub retried: AtomicU64,
-    /// Updates moved to the dead-letter list.
-    pub buried: AtomicU64,
-    /// Updates dropped for age.
-    pub expired: AtomicU64,
-    /// Updates refused because the store was full (answered 503).
-    pub refused_full: AtomicU64,
-}
 
 /// The stored-delivery engine of one relay; cheap to clone.
 #[derive(Debug, Clone)]
@@ -65,13 +57,20 @@ struct Inner {
     wake: Notify,
     stats: Stats,
     deliveries: TaskTracker,
+    /// Rate bounds on the warnings for dead letters, unreachable bots and expired updates.
+    burial_log: LogBudget,
+    unreachable_log: LogBudget,
+    expiry_log: LogBudget,
 }
 
 /// How one delivery attempt ended.
 enum Outcome {
     Delivered,
-    /// Not the bot's fault (agent gone or busy): try again later without counting an attempt.
+    /// Agent gone or busy: try again after this short pause, without counting an attempt.
     Deferred(Duration),
+    /// The bot could not be reached: back off, without counting an attempt.
+    Unreachable(CallError),
+    /// The bot answered badly or too late: counts towards `max_attempts`.
     Failed(AttemptError),
 }
 
@@ -109,6 +108,9 @@ impl Scheduler {
                 wake: Notify::new(),
                 stats: Stats::default(),
                 deliveries: TaskTracker::new(),
+                burial_log: LogBudget::new(),
+                unreachable_log: LogBudget::new(),
+                expiry_log: LogBudget::new(),
             }),
         }
     }
@@ -209,54 +211,87 @@ impl Scheduler {
                     // bot from seeing it twice.
                     store_trouble(bot, seq, &error, "remove a delivered update");
                 }
+                if update.unreachable > 0 {
+                    let unreachable = update.unreachable;
+                    tracing::info!(
+                        bot,
+                        seq,
+                        unreachable,
+                        "bot reachable again; update delivered"
+                    );
+                }
                 inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 self.finish(&update, None, None);
             }
             Outcome::Deferred(pause) => {
                 self.finish(&update, Some(Arc::clone(&update)), Some(pause))
             }
-            Outcome::Failed(error) => {
-                let reason = error.to_string();
-                let attempts = update.attempts.saturating_add(1);
-                if attempts >= inner.settings.max_attempts {
-                    // The last attempt is counted too, so the list shows every attempt made.
-                    match inner.store.record_failure(bot, seq, &reason).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => {
-                            // Expired meanwhile: there is nothing left to bury.
-                            self.finish(&update, None, None);
-                            return;
-                        }
-                        Err(error) => store_trouble(bot, seq, &error, "record a failed attempt"),
-                    }
-                    if let Err(error) = inner.store.bury(bot, seq, &reason).await {
-                        store_trouble(bot, seq, &error, "move an update to the dead-letter list");
-                    }
-                    tracing::warn!(bot, seq, update_id = update.update_id, attempts, %reason, "update goes to the dead-letter list");
-                    inner.stats.buried.fetch_add(1, Ordering::Relaxed);
-                    self.finish(&update, None, None);
-                    return;
-                }
-                inner.stats.retried.fetch_add(1, Ordering::Relaxed);
-                let updated = match inner.store.record_failure(bot, seq, &reason).await {
-                    Ok(Some(updated)) => Arc::new(updated),
-                    Ok(None) => {
-                        // Gone from the store (expired meanwhile): nothing left to retry.
-                        self.finish(&update, None, None);
-                        return;
-                    }
-                    Err(error) => {
-                        store_trouble(bot, seq, &error, "record a failed attempt");
-                        let mut copy = (*update).clone();
-                        copy.attempts = attempts;
-                        Arc::new(copy)
-                    }
-                };
-                let pause = backoff(attempts);
-                tracing::debug!(bot, seq, attempts, ?pause, %reason, "delivery failed; will retry");
-                self.finish(&update, Some(updated), Some(pause));
-            }
+            Outcome::Unreachable(error) => self.unreachable(&update, &error),
+            Outcome::Failed(error) => self.failed(&update, &error).await,
         }
+    }
+
+    /// An attempt that did not reach the bot: backs off by the unreachable streak, keeps the
+    /// error in memory for the record, and leaves `attempts` (and the disk) alone.
+    fn unreachable(&self, update: &Arc<StoredUpdate>, error: &CallError) {
+        let inner = &self.inner;
+        inner.stats.unreachable.fetch_add(1, Ordering::Relaxed);
+        let streak = update.unreachable.saturating_add(1);
+        let pause = backoff(streak);
+        let (bot, seq, update_id) = (update.bot.as_str(), update.seq, update.update_id);
+        // One warning when an update first finds its bot unreachable; the retries at debug.
+        if streak == 1 {
+            if let Some(left_out) = inner.unreachable_log.allow() {
+                tracing::warn!(bot, queue = %update.queue, seq, update_id, %error, left_out, "bot cannot be reached; retrying until it answers or the update expires, without counting attempts");
+            }
+        } else {
+            tracing::debug!(bot, seq, streak, ?pause, %error, "bot still cannot be reached");
+        }
+        let mut retried = StoredUpdate::clone(update);
+        retried.unreachable = streak;
+        retried.last_error = Some(clip(&format!("bot unreachable: {error}")));
+        self.finish(update, Some(Arc::new(retried)), Some(pause));
+    }
+
+    /// A counted failure: records it, then retries with backoff or, after the last attempt,
+    /// buries the update, counting and logging the burial.
+    async fn failed(&self, update: &Arc<StoredUpdate>, error: &AttemptError) {
+        let inner = &self.inner;
+        let (bot, seq) = (update.bot.as_str(), update.seq);
+        let reason = error.to_string();
+        let attempts = update.attempts.saturating_add(1);
+        // The last attempt is recorded too, so the dead-letter list shows every attempt made.
+        let updated = match inner.store.record_failure(bot, seq, &reason).await {
+            Ok(Some(updated)) => Arc::new(updated),
+            Ok(None) => {
+                // Gone from the store (expired meanwhile): nothing left to retry or bury.
+                self.finish(update, None, None);
+                return;
+            }
+            Err(error) => {
+                store_trouble(bot, seq, &error, "record a failed attempt");
+                let mut copy = StoredUpdate::clone(update);
+                copy.attempts = attempts;
+                copy.unreachable = 0;
+                copy.last_error = Some(clip(&reason));
+                Arc::new(copy)
+            }
+        };
+        if attempts >= inner.settings.max_attempts {
+            if let Err(error) = inner.store.bury(bot, seq, &reason).await {
+                store_trouble(bot, seq, &error, "move an update to the dead-letter list");
+            }
+            inner.stats.buried.fetch_add(1, Ordering::Relaxed);
+            if let Some(left_out) = inner.burial_log.allow() {
+                tracing::warn!(bot, queue = %update.queue, seq, update_id = update.update_id, attempts, last_error = %reason, left_out, "update goes to the dead-letter list");
+            }
+            self.finish(update, None, None);
+            return;
+        }
+        inner.stats.retried.fetch_add(1, Ordering::Relaxed);
+        let pause = backoff(attempts);
+        tracing::debug!(bot, seq, attempts, ?pause, %reason, "delivery failed; will retry");
+        self.finish(update, Some(updated), Some(pause));
     }
 
     async fn attempt(&self, agent: &AgentHandle, update: &StoredUpdate) -> Outcome {
@@ -280,6 +315,7 @@ impl Scheduler {
             Err(error) => match error.retry() {
                 Retry::WhenReconnected => Outcome::Deferred(AGENT_GONE_PAUSE),
                 Retry::WhenLessBusy => Outcome::Deferred(OVERLOAD_PAUSE),
+                Retry::WhenReachable => Outcome::Unreachable(error),
                 Retry::Counted => Outcome::Failed(AttemptError::Call(error)),
             },
         }
@@ -315,9 +351,12 @@ impl Scheduler {
         }
         let mut queues = self.lock();
         for update in &expired {
-            tracing::warn!(bot = %update.bot, seq = update.seq, update_id = update.update_id, "stored update expired undelivered; dropped");
             self.inner.stats.expired.fetch_add(1, Ordering::Relaxed);
-            queues.drop_expired(update);
+            let held = queues.drop_expired(update);
+            if let Some(left_out) = self.inner.expiry_log.allow() {
+                let last_error = held.as_deref().unwrap_or(update).last_error.as_deref();
+                tracing::warn!(bot = %update.bot, queue = %update.queue, seq = update.seq, update_id = update.update_id, attempts = update.attempts, last_error, left_out, "stored update expired undelivered; dropped");
+            }
         }
     }
 
@@ -339,7 +378,8 @@ fn store_trouble(bot: &str, seq: u64, error: &StoreError, change: &'static str) 
     }
 }
 
-/// The pause before retry number `attempts` (1-based): 1 s, 2 s, 4 s … up to a minute.
+/// The pause before retry number `attempts` (1-based, counted or unreachable): 1 s, 2 s, 4 s …
+/// up to a minute.
 pub(crate) fn backoff(attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(16);
     FIRST_BACKOFF

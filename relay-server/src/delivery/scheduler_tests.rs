@@ -8,6 +8,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use std::collections::HashMap;
 
@@ -124,7 +125,7 @@ impl Relay {
             "fake".into(),
             vec![BOT.into()],
             outbox,
-            100,
+            service::share::FairLimit::new(100, 0, [BOT]),
         ));
         let registration = self.registry.register(handle.clone());
         FakeAgent {
@@ -409,8 +410,53 @@ async fn one_update_per_chat_in_flight_and_no_more_chats_than_the_window() {
     assert_eq!(relay.store().pending_count(), 0);
 }
 
+/// What was logged at warn and above on this thread, as plain text; captures from
+/// [`Captured::start`] until the guard drops. Tests run on one thread, tasks included.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn failing_updates_are_retried_with_backoff_then_buried_and_the_chat_moves_on() {
+    let (log, _capture) = Captured::start();
     let relay = Relay::new(DeliverySettings {
         max_attempts: 3,
         ..DeliverySettings::default()
@@ -455,10 +501,33 @@ async fn failing_updates_are_retried_with_backoff_then_buried_and_the_chat_moves
     assert_eq!(stats.retried.load(Ordering::Relaxed), 2);
     assert_eq!(stats.buried.load(Ordering::Relaxed), 1);
     assert_eq!(stats.delivered.load(Ordering::Relaxed), 1);
+
+    // One warning for the burial, naming the update and why, never its body.
+    let log = log.text();
+    let burials: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("dead-letter list"))
+        .collect();
+    assert_eq!(burials.len(), 1, "{log}");
+    for field in [
+        "WARN",
+        "bot=\"echo\"",
+        "queue=chat:1",
+        "update_id=1",
+        "attempts=3",
+        "last_error=bot answered 500",
+    ] {
+        assert!(
+            burials[0].contains(field),
+            "{field} missing: {}",
+            burials[0]
+        );
+    }
+    assert!(!log.contains("\"text\""), "a body in the log: {log}");
 }
 
 #[tokio::test(start_paused = true)]
-async fn failure_frames_and_ack_timeouts_count_as_attempts_but_overload_does_not() {
+async fn bot_timeouts_and_bad_answers_count_as_attempts_but_overload_does_not() {
     let relay = Relay::new(DeliverySettings::default());
     relay.run();
     relay.accept(1, 1).await;
@@ -466,15 +535,13 @@ async fn failure_frames_and_ack_timeouts_count_as_attempts_but_overload_does_not
 
     let first = agent.next_request().await;
     assert_eq!(seen(&first).attempt, 1);
-    agent.fail(&first, FailureKind::BotUnreachable);
+    agent.fail(&first, FailureKind::BotTimeout);
 
     let second = relay
         .request_after(&mut agent, Duration::from_secs(1))
         .await;
     assert_eq!(seen(&second).attempt, 2);
-    // Never answered: at the ack timeout the relay gives up and tells the agent.
-    let cancel = relay.frame_after(&mut agent, ACK_TIMEOUT).await;
-    assert_eq!(cancel, Frame::Cancel(second.id));
+    agent.fail(&second, FailureKind::BadBotResponse);
 
     let third = relay
         .request_after(&mut agent, Duration::from_secs(2))
@@ -493,7 +560,93 @@ async fn failure_frames_and_ack_timeouts_count_as_attempts_but_overload_does_not
     assert_eq!(relay.store().pending_count(), 0);
     assert_eq!(relay.store().dead_count(), 0);
     assert_eq!(relay.stats().retried.load(Ordering::Relaxed), 2);
+    assert_eq!(relay.stats().unreachable.load(Ordering::Relaxed), 0);
     assert_eq!(relay.stats().delivered.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bot_down_for_longer_than_max_attempts_gets_its_updates_in_order_once_it_is_back() {
+    let relay = Relay::new(DeliverySettings {
+        max_attempts: 2,
+        ..DeliverySettings::default()
+    });
+    relay.run();
+    relay.accept(1, 1).await;
+    relay.accept(1, 2).await;
+    let mut agent = relay.connect();
+
+    // The agent is up, the bot is not: eight attempts, four times max_attempts, and a silent
+    // agent (the relay's own deadline) among them, none of them counted.
+    let mut request = agent.next_request().await;
+    let mut pause = Duration::from_secs(1);
+    for round in 0..8 {
+        assert_eq!(
+            (seen(&request).update_id, seen(&request).attempt),
+            (1, 1),
+            "round {round}: an unreachable bot costs no attempt"
+        );
+        if round == 3 {
+            let cancel = relay.frame_after(&mut agent, ACK_TIMEOUT).await;
+            assert_eq!(cancel, Frame::Cancel(request.id));
+        } else {
+            agent.fail(&request, FailureKind::BotUnreachable);
+        }
+        request = relay.request_after(&mut agent, pause).await;
+        pause = (pause * 2).min(MAX_BACKOFF);
+    }
+    assert_eq!(relay.store().dead_count(), 0);
+    assert_eq!(relay.stats().buried.load(Ordering::Relaxed), 0);
+    assert_eq!(relay.stats().retried.load(Ordering::Relaxed), 0);
+    assert_eq!(relay.stats().unreachable.load(Ordering::Relaxed), 8);
+    assert!(relay.has_waiting(1));
+
+    // The bot is back: both updates, in order.
+    assert_eq!(seen(&request).update_id, 1);
+    agent.answer(&request, 200);
+    let next = agent.next_request().await;
+    assert_eq!((seen(&next).update_id, seen(&next).attempt), (2, 1));
+    agent.answer(&next, 200);
+    relay.settle().await;
+    assert_eq!(relay.store().pending_count(), 0);
+    assert_eq!(relay.store().dead_count(), 0);
+    assert_eq!(relay.stats().delivered.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_spell_neither_counts_nor_resets_the_attempts_a_bad_answer_made() {
+    let relay = Relay::new(DeliverySettings {
+        max_attempts: 2,
+        ..DeliverySettings::default()
+    });
+    relay.run();
+    relay.accept(1, 1).await;
+    let mut agent = relay.connect();
+
+    let first = agent.next_request().await;
+    agent.answer(&first, 500);
+    let mut request = relay
+        .request_after(&mut agent, Duration::from_secs(1))
+        .await;
+    // Three unreachable rounds: the backoff starts over for them, the attempt stays at 2.
+    for pause in [1, 2, 4] {
+        assert_eq!(seen(&request).attempt, 2);
+        agent.fail(&request, FailureKind::BotUnreachable);
+        request = relay
+            .request_after(&mut agent, Duration::from_secs(pause))
+            .await;
+    }
+    assert_eq!(seen(&request).attempt, 2);
+    agent.answer(&request, 500);
+    relay.settle().await;
+    let dead = within(
+        "the dead letters",
+        relay.store().dead_letters(Some(BOT), 10),
+    )
+    .await
+    .expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 2);
+    assert_eq!(relay.stats().buried.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test(start_paused = true)]

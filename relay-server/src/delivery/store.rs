@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) use cost::StoreLimits;
 pub(crate) use error::StoreError;
 pub(crate) use health::StoreHealth;
-pub(crate) use record::{MAX_RECORD_LEN, NewUpdate, StoredUpdate};
+pub(crate) use record::{MAX_RECORD_LEN, NewUpdate, StoredUpdate, clip};
 
 use health::HealthCell;
 use op::{Op, Reply};

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use protocol::{Failure, FailureKind, Frame, Outbox, RequestId, Response};
-use tokio::sync::{Semaphore, oneshot};
+use service::share::FairLimit;
+use tokio::sync::oneshot;
 
 /// What the agent said about one request.
 #[derive(Debug)]
@@ -23,8 +24,9 @@ pub(crate) enum Reply {
 /// Why a request got no answer from the bot.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// The agent has as many requests in flight as it may.
-    #[error("agent has its maximum of requests in flight")]
+    /// The agent has as many requests in flight as it may, or the bot as many as its share
+    /// allows (what the agent's other bots are guaranteed is kept free for them).
+    #[error("agent has its maximum of requests in flight for this bot")]
     Overloaded,
     /// The session ended before the answer came.
     #[error("agent disconnected before answering")]
@@ -40,15 +42,20 @@ pub enum CallError {
     Encode(#[from] protocol::EncodeError),
 }
 
-/// How a stored update that met a [`CallError`] is tried again. The first two are not the bot's
-/// fault: the attempt does not count towards the dead-letter list.
+/// How a stored update that met a [`CallError`] is tried again. Only [`Retry::Counted`] is the
+/// bot's doing (it answered, badly or too late): the others leave `attempts` alone, so that an
+/// update is buried only for what the bot did with it, never for being unable to reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {
     /// The session ended: again as soon as a session serves the bot.
     WhenReconnected,
     /// The agent is at its limit of requests in flight: again after a breather.
     WhenLessBusy,
-    /// The attempt counts as failed: back off, and bury the update after the last attempt.
+    /// The bot (or the agent, which never answered) could not be reached: back off, without
+    /// counting the attempt, until it answers or retention drops the update.
+    WhenReachable,
+    /// The bot answered (not 2xx, or not in time after it took the request), or the request can
+    /// never be sent: back off, and bury the update after the last attempt.
     Counted,
 }
 
@@ -104,14 +111,23 @@ impl CallError {
     }
 
     /// How a stored update that met this error is tried again.
+    ///
+    /// The relay's own deadline passing ([`CallError::Timeout`]) means the agent never answered:
+    /// the agent gives up on a slow bot a margin before the relay does and says so with
+    /// [`FailureKind::BotTimeout`], so a silent agent is an agent that cannot be reached.
     pub(crate) fn retry(&self) -> Retry {
         match self {
             CallError::AgentGone => Retry::WhenReconnected,
             CallError::Overloaded => Retry::WhenLessBusy,
-            CallError::Failed(failure) if failure.kind == FailureKind::Overloaded => {
-                Retry::WhenLessBusy
-            }
-            _ => Retry::Counted,
+            CallError::Timeout(_) => Retry::WhenReachable,
+            CallError::Encode(_) => Retry::Counted,
+            CallError::Failed(failure) => match failure.kind {
+                FailureKind::Overloaded => Retry::WhenLessBusy,
+                FailureKind::BotUnreachable => Retry::WhenReachable,
+                FailureKind::BotTimeout | FailureKind::BadBotResponse | FailureKind::Rejected => {
+                    Retry::Counted
+                }
+            },
         }
     }
 }
@@ -127,7 +143,8 @@ pub struct AgentHandle {
     pub bots: Vec<String>,
     outbox: Outbox,
     pending: Mutex<HashMap<RequestId, oneshot::Sender<Reply>>>,
-    in_flight: Semaphore,
+    /// The session's `max_in_flight_per_agent`, shared fairly by its bots.
+    in_flight: FairLimit,
     next_id: AtomicU64,
     /// Set (under the pending lock) when the session ends, so a webhook that picked this handle
     /// just before learns at once that nobody will answer, instead of waiting out its deadline.
@@ -135,13 +152,13 @@ pub struct AgentHandle {
 }
 
 impl AgentHandle {
-    /// A handle whose requests go out through `outbox`, with at most `max_in_flight` at once.
+    /// A handle whose requests go out through `outbox`, as many at once as `in_flight` allows.
     pub(crate) fn new(
         session: u64,
         name: String,
         bots: Vec<String>,
         outbox: Outbox,
-        max_in_flight: usize,
+        in_flight: FairLimit,
     ) -> Self {
         Self {
             session,
@@ -149,7 +166,7 @@ impl AgentHandle {
             bots,
             outbox,
             pending: Mutex::new(HashMap::new()),
-            in_flight: Semaphore::new(max_in_flight),
+            in_flight,
             next_id: AtomicU64::new(1),
             closed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -164,8 +181,8 @@ impl AgentHandle {
         let deadline = tokio::time::Instant::now() + timeout;
         let _permit = self
             .in_flight
-            .try_acquire()
-            .map_err(|_| CallError::Overloaded)?;
+            .try_acquire(&request.bot)
+            .ok_or(CallError::Overloaded)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         request.id = id;
         let message = protocol::link::message(&Frame::Request(request))?;

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use super::*;
 use bytes::Bytes;
 use protocol::FailureKind;
+use service::share::FairLimit;
 use tokio::sync::mpsc;
 
 pub(crate) fn handle(
@@ -13,7 +14,21 @@ pub(crate) fn handle(
     Arc<AgentHandle>,
     mpsc::Receiver<tokio_tungstenite::tungstenite::Message>,
 ) {
+    fair_handle(session, bots, max_in_flight, 0)
+}
+
+/// [`handle`] with each bot keeping `reserved` of the `max_in_flight` slots.
+fn fair_handle(
+    session: u64,
+    bots: &[&str],
+    max_in_flight: usize,
+    reserved: usize,
+) -> (
+    Arc<AgentHandle>,
+    mpsc::Receiver<tokio_tungstenite::tungstenite::Message>,
+) {
     let (outbox, queue) = mpsc::channel(16);
+    let in_flight = FairLimit::new(max_in_flight, reserved, bots.iter().copied());
     let bots = bots.iter().map(|b| b.to_string()).collect();
     (
         Arc::new(AgentHandle::new(
@@ -21,7 +36,7 @@ pub(crate) fn handle(
             "test".into(),
             bots,
             outbox,
-            max_in_flight,
+            in_flight,
         )),
         queue,
     )
@@ -193,4 +208,52 @@ fn failures_map_to_statuses_telegram_retries_and_never_410() {
         StatusCode::GATEWAY_TIMEOUT
     );
     assert_eq!(CallError::AgentGone.status(), StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bot_that_fills_its_share_leaves_the_other_bots_their_reserve() {
+    let (agent, mut queue) = fair_handle(1, &["slow", "fast"], 4, 1);
+    let call = |bot: &'static str| {
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            let request = protocol::Request {
+                bot: bot.into(),
+                ..request()
+            };
+            agent.call(request, Duration::from_secs(60)).await
+        })
+    };
+    // The slow bot never answers: its requests stay in flight, up to its share.
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        slow.push(call("slow"));
+        let Frame::Request(sent) = sent(queue.recv().await.expect("sent")) else {
+            panic!("a request")
+        };
+        assert_eq!(sent.bot, "slow");
+    }
+    let over = call("slow").await.expect("join");
+    assert!(matches!(over, Err(CallError::Overloaded)), "{over:?}");
+
+    let fast = call("fast");
+    let Frame::Request(sent) = sent(queue.recv().await.expect("sent")) else {
+        panic!("a request")
+    };
+    assert_eq!(sent.bot, "fast");
+    let response = Response {
+        id: sent.id,
+        status: 200,
+        headers: vec![],
+        body: Bytes::new(),
+    };
+    assert!(agent.resolve(sent.id, Reply::Response(response)));
+    let answered = fast.await.expect("join").expect("answered");
+    assert_eq!(answered.status, 200);
+    assert!(
+        slow.iter().all(|task| !task.is_finished()),
+        "the slow ones are still held"
+    );
+    for task in slow {
+        task.abort();
+    }
 }

@@ -48,12 +48,13 @@ fn another_agent_taking_a_bot_over_is_a_warning_and_a_reconnect_is_not() {
     let (first, _q1) = handle(1, &["echo"], 1);
     let (again, _q2) = handle(2, &["echo"], 1);
     let (outbox, _q3) = tokio::sync::mpsc::channel(1);
+    let in_flight = service::share::FairLimit::new(1, 0, ["echo"]);
     let other = Arc::new(AgentHandle::new(
         3,
         "office".into(),
         vec!["echo".into()],
         outbox,
-        1,
+        in_flight,
     ));
     let log = logged(|| {
         let _first = registry.register(first);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::{Sink, Stream, StreamExt};
 use protocol::link::{self, LinkReader, OUTBOX_CAPACITY};
 use protocol::{Frame, HelloAck, LinkConfig, LinkError, PROTOCOL_VERSION, Progress, close};
+use service::share::FairLimit;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::Instrument;
@@ -72,7 +73,8 @@ pub(crate) async fn serve<S>(
                     Err(_) => false,
                 };
                 if sent {
-                    let handle = Arc::new(AgentHandle::new(session, hello.agent, hello.bots, outbox.clone(), limits.max_in_flight_per_agent));
+                    let in_flight = FairLimit::new(limits.max_in_flight_per_agent, limits.reserved_in_flight_per_bot, hello.bots.iter().map(String::as_str));
+                    let handle = Arc::new(AgentHandle::new(session, hello.agent, hello.bots, outbox.clone(), in_flight));
                     tunnel.bots.note_hello(&handle.bots, &hello.modes).await;
                     tracing::info!(agent = %handle.name, bots = ?handle.bots, software = %hello.software, "agent connected");
                     let _registration = tunnel.registry.register(handle.clone());

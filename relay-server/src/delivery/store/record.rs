@@ -26,9 +26,11 @@ pub(crate) struct StoredUpdate {
     pub update_id: Option<i64>,
     /// When the relay received it, in Unix milliseconds (set by the caller; retention goes by it).
     pub received_at_ms: u64,
-    /// Failed delivery attempts so far.
+    /// Failed delivery attempts so far: those the bot answered badly or too late, the ones
+    /// that count towards `max_attempts`.
     pub attempts: u32,
-    /// Why the last attempt failed, or why it was buried (at most [`MAX_ERROR_LEN`] bytes).
+    /// Why the last attempt failed, or why it was buried (at most [`MAX_ERROR_LEN`] bytes). On
+    /// disk it is the last counted failure's; in memory an unreachable bot's error replaces it.
     pub last_error: Option<String>,
     /// The HTTP method, such as `POST`.
     pub method: String,
@@ -40,6 +42,11 @@ pub(crate) struct StoredUpdate {
     pub headers: Vec<protocol::Header>,
     /// The body bytes, untouched.
     pub body: Bytes,
+    /// Attempts in a row that did not reach the bot (bot or agent unreachable): they set the
+    /// backoff but never count towards `attempts`. Held in memory only, never stored (so the
+    /// record's layout is unchanged): after a restart the backoff starts again from its first step.
+    #[serde(skip)]
+    pub unreachable: u32,
 }
 
 /// What [`super::Store::append`] takes: an update as received, before the store numbers it.
@@ -129,7 +136,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Fields, protocol::DecodeError> {
 }
 
 /// `text` cut to at most [`MAX_ERROR_LEN`] bytes, on a character boundary.
-pub(super) fn clip(text: &str) -> String {
+pub(crate) fn clip(text: &str) -> String {
     if text.len() <= MAX_ERROR_LEN {
         return text.to_owned();
     }
@@ -156,6 +163,7 @@ impl Fields {
             query: self.query,
             headers: self.headers,
             body: self.body,
+            unreachable: 0,
         }
     }
 }
