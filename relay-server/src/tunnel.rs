@@ -9,10 +9,12 @@
 //! - [`handle`]: one request across the tunnel, and why it got no answer.
 //! - [`bots`]: the bots the relay knows, and the modes agents asked for.
 //! - [`access`]: agent tokens and the bots each may serve.
+//! - [`quota`]: how many sessions may be open, in all and per token.
 
 pub(crate) mod access;
 pub(crate) mod bots;
 pub(crate) mod handle;
+pub(crate) mod quota;
 pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod upgrade;
@@ -30,6 +32,7 @@ pub use registry::Registry;
 use crate::config::Limits;
 use access::Access;
 use bots::KnownBots;
+use quota::Quota;
 
 /// What every agent session of one running relay shares.
 #[derive(Debug)]
@@ -42,6 +45,8 @@ pub(crate) struct Tunnel {
     pub(crate) registry: Arc<Registry>,
     /// Body size, heartbeat and in-flight bounds.
     pub(crate) limits: Limits,
+    /// Sessions open, in all and per token.
+    pub(crate) quota: Arc<Quota>,
     /// Fires once in-flight webhooks are answered (or the grace period is over): sessions say
     /// "going away" and end. Later than the listener's shutdown, so answers on their way arrive.
     pub(crate) stop: CancellationToken,
@@ -62,6 +67,7 @@ impl Tunnel {
             access,
             bots,
             registry,
+            quota: Quota::new(limits.max_agent_sessions, limits.max_sessions_per_token),
             limits,
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
