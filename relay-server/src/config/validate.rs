@@ -46,11 +46,6 @@ impl Config {
         if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return invalid(format!("{name} must be at least 1"));
         }
-        if limits.max_handshakes_per_source > limits.max_connections_per_source {
-            return invalid(
-                "max_handshakes_per_source must not exceed max_connections_per_source".into(),
-            );
-        }
         if limits.max_sessions_per_token > limits.max_agent_sessions {
             return invalid("max_sessions_per_token must not exceed max_agent_sessions".into());
         }

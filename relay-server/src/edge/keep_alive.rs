@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The bounds of one connection's life.
@@ -61,6 +62,8 @@ struct Inner {
     idle_since: AtomicU64,
     /// When the first byte of the next header block arrived, in ms since `born`, or [`NO_HEAD`].
     head_started: AtomicU64,
+    /// Told when a header block starts, so the listener looks at the shorter deadline.
+    changed: Notify,
 }
 
 impl Clock {
@@ -74,6 +77,7 @@ impl Clock {
                 busy: AtomicU32::new(0),
                 idle_since: AtomicU64::new(0),
                 head_started: AtomicU64::new(NO_HEAD),
+                changed: Notify::new(),
             }),
         }
     }
@@ -116,6 +120,11 @@ impl Clock {
         }
     }
 
+    /// Completes when [`Clock::next_check`] may have moved earlier (a header block started).
+    pub(crate) async fn changed(&self) {
+        self.inner.changed.notified().await;
+    }
+
     /// Whether the connection should be closed now, and why.
     pub(crate) fn expired(&self) -> Option<Expiry> {
         let inner = &self.inner;
@@ -134,13 +143,13 @@ impl Clock {
 
     fn saw_bytes(&self) {
         let inner = &self.inner;
-        if inner.busy.load(Ordering::Relaxed) == 0 {
-            let _ = inner.head_started.compare_exchange(
-                NO_HEAD,
-                self.now_ms(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+        if inner.busy.load(Ordering::Relaxed) == 0
+            && inner
+                .head_started
+                .compare_exchange(NO_HEAD, self.now_ms(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            inner.changed.notify_one();
         }
     }
 }

@@ -206,6 +206,7 @@ where
                     Err(_) => return,
                 }
             }
+            () = clock.changed() => {}
             () = tokio::time::sleep_until(clock.next_check()) => {
                 if let Some(expiry) = clock.expired() {
                     tracing::debug!(%peer, ?expiry, "connection closed by its clock");
