@@ -53,10 +53,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// three quarters of the pool to everyone else when one address misbehaves.
 pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 1024;
 /// TLS handshakes in progress from one source. A handshake costs the relay CPU and buffers while
-/// the peer has proved nothing; Telegram opens its connections gradually and keeps them, so 64
-/// at once from one address is far above what it needs, and a flood of half-open handshakes
-/// from one address stops there.
-pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 64;
+/// the peer has proved nothing. Telegram may open up to 100 connections at once for one busy bot
+/// (its `max_connections`), and a few bots may burst from the same address at the same moment;
+/// each handshake takes milliseconds, so 256 at once from one address is above what Telegram
+/// needs, while a flood of half-open handshakes from one address stops there, a quarter of its
+/// connection share.
+pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 256;
 /// Connections kept for agents when the general pool is full: a connection on one of these may
 /// make one request, and it must be the agent upgrade (anything else gets 503 and the connection
 /// closes), so webhooks or a flood that took the pool cannot keep a restarted agent out. 64 lets

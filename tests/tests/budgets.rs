@@ -328,3 +328,27 @@ async fn one_address_may_have_only_a_few_tls_handshakes_in_progress() {
     .expect("another address still gets through");
     assert_eq!(reply.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_block_past_16_kib_is_refused_and_one_below_is_served() {
+    let relay = TestRelay::start_with(plain_config());
+    let telegram = FakeTelegram::new(&relay);
+    let header = |size: usize| [("x-padding", "a".repeat(size))];
+    let fits = telegram
+        .request(Method::GET, "/healthz", &header(12 * 1024), Bytes::new())
+        .await;
+    assert_eq!(fits.status, 200);
+    let mut big = connect_from([127, 0, 0, 1], relay.addr).await.expect("connect");
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nhost: relay\r\nx-padding: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    big.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(ANSWER, big.read(&mut answer))
+        .await
+        .expect("answered in time")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+}

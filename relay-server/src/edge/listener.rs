@@ -32,11 +32,10 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// default for a whole header block is 8 KiB per line, 32 KiB in all) while a connection that
 /// sends a partial header costs little.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// hyper's read buffer for a connection (its default is about 400 KiB): twice the header limit,
-/// so a header block always fits with what follows it, and a body is read 32 KiB at a time.
-/// Without it a connection sending a partial header could make hyper grow the buffer far past
-/// the header limit.
-const MAX_READ_BUFFER_BYTES: usize = 2 * MAX_HEADER_BYTES;
+/// hyper's read buffer for a connection (its default is about 400 KiB): the header limit, so a
+/// connection that sends a partial header cannot make hyper grow the buffer past it. Bodies are
+/// read 16 KiB at a time, which Telegram's updates (a few KiB) do not notice.
+const MAX_READ_BUFFER_BYTES: usize = MAX_HEADER_BYTES;
 /// After EMFILE and friends, give other connections a moment to close before accepting again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// What a connection on an agent-reserve slot hears if its request is not the agent upgrade.

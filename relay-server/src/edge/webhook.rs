@@ -92,7 +92,8 @@ async fn intake(
             in_use = edge.bodies.in_use(),
             "body budget spent; webhook refused"
         );
-        checks::discard(request.into_body(), limit).await;
+        // Answered at once, unread: reading the body to the end would hold the connection (and
+        // the caller's slot) for what the budget refused.
         return refused(Refusal::OverBudget);
     };
     let (parts, body) = request.into_parts();
@@ -166,7 +167,15 @@ async fn store_then_ack(
 
 fn refused(refusal: Refusal) -> Response<Full<Bytes>> {
     match refusal {
-        Refusal::OverBudget => retry_later(refusal.reason(), RETRY_AFTER),
+        Refusal::OverBudget => {
+            // The body is left unread, so the connection cannot carry another request.
+            let mut response = retry_later(refusal.reason(), RETRY_AFTER);
+            response.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            response
+        }
         refusal => text_response(refusal.status(), refusal.reason()),
     }
 }
