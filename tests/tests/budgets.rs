@@ -16,9 +16,11 @@ use tokio::net::{TcpSocket, TcpStream};
 /// How long a connection that should be answered may take.
 const ANSWER: Duration = Duration::from_secs(3);
 
+/// Plain HTTP with no trusted proxy, so that every loopback address counts as a host of its own.
 fn plain_config() -> Config {
     let mut config = TestRelay::config();
     config.tls = TlsMode::Off;
+    config.trusted_proxies = Vec::new();
     config
 }
 
@@ -287,7 +289,9 @@ async fn without_tls_only_a_trusted_proxy_may_set_the_forwarding_headers() {
     assert_eq!(got.header("x-forwarded-proto").as_deref(), Some("http"));
 
     // Loopback is trusted by default: a proxy on the relay's own machine.
-    let behind_proxy = TestRelay::start_with(plain_config());
+    let mut config = plain_config();
+    config.trusted_proxies = relay_server::config::IpRange::loopback().to_vec();
+    let behind_proxy = TestRelay::start_with(config);
     let _agent = TestAgent::connect(&behind_proxy, &[("echo", bot.url("/"))]).await;
     let reply = FakeTelegram::new(&behind_proxy)
         .request(Method::POST, "/hook/echo", &forged, update)
@@ -351,4 +355,16 @@ async fn a_header_block_past_16_kib_is_refused_and_one_below_is_served() {
         .unwrap_or(0);
     let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_is_not_held_to_the_per_source_cap() {
+    let mut config = plain_config();
+    config.limits.max_connections_per_source = 4;
+    config.trusted_proxies = vec!["127.0.0.2".parse().expect("range")];
+    let relay = TestRelay::start_with(config);
+    let (through_proxy, refused) = flood([127, 0, 0, 2], relay.addr, 12).await;
+    assert_eq!((through_proxy.len(), refused), (12, 0), "the proxy carries everyone");
+    let (direct, refused) = flood([127, 0, 0, 3], relay.addr, 12).await;
+    assert_eq!((direct.len(), refused), (4, 8), "anyone else has the cap");
 }

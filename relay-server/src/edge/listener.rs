@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Counted, PerSource, Pool, Slot};
+use super::headers::Forwarding;
 use super::keep_alive::{Clock, Lifetime};
 use super::{Edge, webhook};
 use crate::config::Limits;
@@ -45,7 +46,7 @@ const RESERVE_RETRY_AFTER: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 struct Admitted {
     slot: Slot,
-    _counted: Counted,
+    _counted: Option<Counted>,
 }
 
 /// Accepts until shutdown fires; connection tasks go on the edge's tracker.
@@ -73,10 +74,18 @@ pub(crate) async fn accept_loop(listener: TcpListener, edge: Arc<Edge>, tls: Opt
                 }
             },
         };
-        // Over its source's cap the connection is closed at once, and its slot goes back.
-        let Some(counted) = connections.enter(peer.ip()) else {
-            tracing::debug!(%peer, "too many connections from this source; closed");
-            continue;
+        // Over its source's cap the connection is closed at once, and its slot goes back. A
+        // trusted proxy in front (TLS off) is every caller's source, so it is not counted.
+        let counted = if edge.forwarding(peer) == Forwarding::TrustedProxy {
+            None
+        } else {
+            match connections.enter(peer.ip()) {
+                Some(counted) => Some(counted),
+                None => {
+                    tracing::debug!(%peer, "too many connections from this source; closed");
+                    continue;
+                }
+            }
         };
         let handshake = match tls {
             None => None,
