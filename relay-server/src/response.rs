@@ -27,8 +27,9 @@ pub(crate) fn text_response(status: StatusCode, sentence: &'static str) -> Respo
 /// A 503 that tells the caller when to try again (Telegram honours `Retry-After`).
 pub(crate) fn retry_later(sentence: &'static str, after: Duration) -> Response<Full<Bytes>> {
     let mut response = text_response(StatusCode::SERVICE_UNAVAILABLE, sentence);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(after.as_secs().max(1)),
+    );
     response
 }

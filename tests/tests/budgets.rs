@@ -89,7 +89,11 @@ async fn one_address_cannot_take_every_slot_so_webhooks_and_a_new_agent_still_ge
     let relay = TestRelay::start_with(config);
 
     let (held, refused) = flood([127, 0, 0, 2], relay.addr, 80).await;
-    assert_eq!(held.len(), 16, "the attacker holds only its per-source share");
+    assert_eq!(
+        held.len(),
+        16,
+        "the attacker holds only its per-source share"
+    );
     assert_eq!(refused, 64, "the rest were closed at once");
 
     let bot = TestBot::ok().await;
@@ -146,14 +150,18 @@ async fn an_idle_connection_closes_after_the_idle_timeout_and_a_busy_one_after_i
     config.limits.max_requests_per_connection = 3;
     let relay = TestRelay::start_with(config);
 
-    let mut idle = connect_from([127, 0, 0, 1], relay.addr).await.expect("connect");
+    let mut idle = connect_from([127, 0, 0, 1], relay.addr)
+        .await
+        .expect("connect");
     assert!(healthz(&mut idle).await.is_some());
     assert!(
         closed_within(&mut idle, Duration::from_secs(3)).await,
         "an idle keep-alive connection is closed"
     );
 
-    let mut busy = connect_from([127, 0, 0, 1], relay.addr).await.expect("connect");
+    let mut busy = connect_from([127, 0, 0, 1], relay.addr)
+        .await
+        .expect("connect");
     for request in 1..=3 {
         let answer = healthz(&mut busy).await.expect("answered");
         let closes = answer.to_ascii_lowercase().contains("connection: close");
@@ -168,7 +176,9 @@ async fn a_started_header_block_gets_the_header_timeout_not_the_idle_one() {
     config.limits.keep_alive_timeout = Duration::from_secs(30);
     config.limits.header_read_timeout = Duration::from_millis(300);
     let relay = TestRelay::start_with(config);
-    let mut slow = connect_from([127, 0, 0, 1], relay.addr).await.expect("connect");
+    let mut slow = connect_from([127, 0, 0, 1], relay.addr)
+        .await
+        .expect("connect");
     slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: re")
         .await
         .expect("write");
@@ -207,12 +217,7 @@ async fn upgrade_status(relay: &TestRelay, token: &str) -> u16 {
     ];
     let reply = tokio::time::timeout(
         ANSWER,
-        FakeTelegram::new(relay).request(
-            Method::GET,
-            protocol::AGENT_PATH,
-            &headers,
-            Bytes::new(),
-        ),
+        FakeTelegram::new(relay).request(Method::GET, protocol::AGENT_PATH, &headers, Bytes::new()),
     )
     .await
     .expect("the relay answers the upgrade");
@@ -261,7 +266,10 @@ async fn bodies_past_the_budget_get_503_with_retry_after_and_the_rest_go_through
             other => panic!("unexpected status {other}"),
         }
     }
-    assert!(ok >= 1 && ok <= 4, "at most four 60 KiB bodies fit 256 KiB: {ok}");
+    assert!(
+        (1..=4).contains(&ok),
+        "at most four 60 KiB bodies fit 256 KiB: {ok}"
+    );
     assert_eq!(ok + busy, 12);
     let reply = telegram.send("/hook/echo", big(99)).await;
     assert_eq!(reply.status, 200, "the budget is given back");
@@ -313,7 +321,11 @@ async fn one_address_may_have_only_a_few_tls_handshakes_in_progress() {
     // Connections that never send their ClientHello.
     let mut silent = Vec::new();
     for _ in 0..20 {
-        silent.push(connect_from([127, 0, 0, 2], relay.addr).await.expect("connect"));
+        silent.push(
+            connect_from([127, 0, 0, 2], relay.addr)
+                .await
+                .expect("connect"),
+        );
     }
     let mut closed = 0;
     for stream in &mut silent {
@@ -342,7 +354,9 @@ async fn a_header_block_past_16_kib_is_refused_and_one_below_is_served() {
         .request(Method::GET, "/healthz", &header(12 * 1024), Bytes::new())
         .await;
     assert_eq!(fits.status, 200);
-    let mut big = connect_from([127, 0, 0, 1], relay.addr).await.expect("connect");
+    let mut big = connect_from([127, 0, 0, 1], relay.addr)
+        .await
+        .expect("connect");
     let request = format!(
         "GET /healthz HTTP/1.1\r\nhost: relay\r\nx-padding: {}\r\n\r\n",
         "a".repeat(20 * 1024)
@@ -364,7 +378,74 @@ async fn a_trusted_proxy_is_not_held_to_the_per_source_cap() {
     config.trusted_proxies = vec!["127.0.0.2".parse().expect("range")];
     let relay = TestRelay::start_with(config);
     let (through_proxy, refused) = flood([127, 0, 0, 2], relay.addr, 12).await;
-    assert_eq!((through_proxy.len(), refused), (12, 0), "the proxy carries everyone");
+    assert_eq!(
+        (through_proxy.len(), refused),
+        (12, 0),
+        "the proxy carries everyone"
+    );
     let (direct, refused) = flood([127, 0, 0, 3], relay.addr, 12).await;
     assert_eq!((direct.len(), refused), (4, 8), "anyone else has the cap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_is_taken_before_the_body_arrives_and_a_chunked_body_as_it_does() {
+    let mut config = plain_config();
+    config.limits.max_body_bytes = 64 * 1024;
+    config.limits.body_budget_bytes = 256 * 1024;
+    config.delivery.default_mode = DeliveryMode::Passthrough;
+    let relay = TestRelay::start_with(config);
+    let bot = TestBot::ok().await;
+    let _agent = TestAgent::connect(&relay, &[("echo", bot.url("/"))]).await;
+    let head = |framing: &str| {
+        format!(
+            "POST /hook/echo HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\n{framing}\r\n\r\n"
+        )
+    };
+    // Four bodies declared at 60 KiB that never finish hold 240 KiB of the 256.
+    let holder = || async {
+        let mut stream = connect_from([127, 0, 0, 1], relay.addr)
+            .await
+            .expect("connect");
+        let request = head(&format!("content-length: {}", 60 * 1024)) + "{\"update_id\":";
+        stream.write_all(request.as_bytes()).await.expect("write");
+        stream
+    };
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        holders.push(holder().await);
+    }
+    let chunk = "x".repeat(20 * 1024);
+    let request =
+        head("transfer-encoding: chunked") + &format!("{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len());
+    // A chunked body that races ahead of a holder fits, and that holder is refused instead: it
+    // is opened again, until all four hold their shares and the chunked body is the one refused.
+    let deadline = tokio::time::Instant::now() + e2e::DEADLINE;
+    let answer = loop {
+        for stream in &mut holders {
+            let mut byte = [0u8; 1];
+            let refused = tokio::time::timeout(Duration::from_millis(20), stream.read(&mut byte));
+            if refused.await.is_ok() {
+                *stream = holder().await;
+            }
+        }
+        let mut chunked = connect_from([127, 0, 0, 1], relay.addr)
+            .await
+            .expect("connect");
+        chunked.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = vec![0u8; 256];
+        let n = tokio::time::timeout(ANSWER, chunked.read(&mut answer))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+        if answer.starts_with("HTTP/1.1 503") || tokio::time::Instant::now() > deadline {
+            break answer;
+        }
+    };
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    drop(holders);
 }

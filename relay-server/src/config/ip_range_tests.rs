@@ -11,7 +11,10 @@ fn a_range_holds_the_addresses_under_its_prefix() {
     let range: IpRange = "10.1.0.0/16".parse().expect("range");
     assert!(range.contains(ip("10.1.200.3")));
     assert!(!range.contains(ip("10.2.0.1")));
-    assert!(range.contains(ip("::ffff:10.1.0.9")), "IPv4-mapped counts as IPv4");
+    assert!(
+        range.contains(ip("::ffff:10.1.0.9")),
+        "IPv4-mapped counts as IPv4"
+    );
     assert!(!range.contains(ip("::1")));
 }
 
@@ -37,7 +40,14 @@ fn loopback_is_127_slash_8_and_ipv6_one() {
 
 #[test]
 fn nonsense_is_refused() {
-    for text in ["", "10.0.0.0/33", "::/129", "10.0.0/8", "10.0.0.0/x", "localhost"] {
+    for text in [
+        "",
+        "10.0.0.0/33",
+        "::/129",
+        "10.0.0/8",
+        "10.0.0.0/x",
+        "localhost",
+    ] {
         assert!(text.parse::<IpRange>().is_err(), "{text:?} parsed");
     }
 }

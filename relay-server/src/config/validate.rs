@@ -36,12 +36,21 @@ impl Config {
         }
         let counts = [
             ("max_connections", limits.max_connections),
-            ("max_connections_per_source", limits.max_connections_per_source),
-            ("max_handshakes_per_source", limits.max_handshakes_per_source),
+            (
+                "max_connections_per_source",
+                limits.max_connections_per_source,
+            ),
+            (
+                "max_handshakes_per_source",
+                limits.max_handshakes_per_source,
+            ),
             ("max_agent_sessions", limits.max_agent_sessions),
             ("max_sessions_per_token", limits.max_sessions_per_token),
             ("max_in_flight_per_agent", limits.max_in_flight_per_agent),
-            ("max_requests_per_connection", limits.max_requests_per_connection as usize),
+            (
+                "max_requests_per_connection",
+                limits.max_requests_per_connection as usize,
+            ),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return invalid(format!("{name} must be at least 1"));

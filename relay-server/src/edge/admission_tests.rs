@@ -13,7 +13,10 @@ fn a_source_gets_up_to_its_cap_and_its_count_falls_as_guards_drop() {
     let first = per_source.enter(ip("192.0.2.1")).expect("first");
     let second = per_source.enter(ip("192.0.2.1")).expect("second");
     assert!(per_source.enter(ip("192.0.2.1")).is_none(), "third is over");
-    assert!(per_source.enter(ip("192.0.2.2")).is_some(), "others are not");
+    assert!(
+        per_source.enter(ip("192.0.2.2")).is_some(),
+        "others are not"
+    );
     drop(first);
     assert_eq!(per_source.count(ip("192.0.2.1")), 1);
     assert!(per_source.enter(ip("192.0.2.1")).is_some());

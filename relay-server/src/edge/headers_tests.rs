@@ -34,7 +34,10 @@ fn forwarded_headers_keep_order_and_duplicates_and_name_the_real_caller() {
 
     let headers_from_a_stranger = forwarded_headers(&headers, peer, Forwarding::Untrusted);
     let tail = &flat(&headers_from_a_stranger)[3..];
-    assert_eq!(tail[0].1, b"149.154.167.220", "a stranger's chain is dropped");
+    assert_eq!(
+        tail[0].1, b"149.154.167.220",
+        "a stranger's chain is dropped"
+    );
     assert_eq!(tail[1].1, b"http");
 }
 

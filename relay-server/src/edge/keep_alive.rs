@@ -172,7 +172,9 @@ impl Request {
 impl Drop for Request {
     fn drop(&mut self) {
         let inner = &self.clock.inner;
-        inner.idle_since.store(self.clock.now_ms(), Ordering::Relaxed);
+        inner
+            .idle_since
+            .store(self.clock.now_ms(), Ordering::Relaxed);
         inner.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -18,7 +18,11 @@ async fn an_idle_connection_expires_after_the_idle_timeout_and_a_request_restart
     assert_eq!(clock.expired(), None);
     drop(clock.request());
     tokio::time::advance(Duration::from_secs(59)).await;
-    assert_eq!(clock.expired(), None, "the request made it idle again from then");
+    assert_eq!(
+        clock.expired(),
+        None,
+        "the request made it idle again from then"
+    );
     tokio::time::advance(Duration::from_secs(2)).await;
     assert_eq!(clock.expired(), Some(Expiry::Idle));
 }

@@ -3,8 +3,8 @@
 //! sessions do not take webhook connection slots, so neither can crowd out the other.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use hyper::StatusCode;
 
