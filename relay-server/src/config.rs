@@ -29,9 +29,10 @@ pub const DEFAULT_ADMIN_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8444);
 pub const DEFAULT_DATA_DIR: &str = "relay-data";
 /// Telegram documents no maximum update size but a receiver should take at least 1 MiB, and real
 /// updates are far smaller (a message with 4096 characters of text and every entity is under
-/// 100 KiB). The same bound holds the bot's answer, which can only be a Bot API call without a
-/// file upload (Telegram reads no multipart file from a webhook answer; a caption or text is at
-/// most 4096 characters). 1 MiB takes both with room to spare and keeps one caller's cost small.
+/// 100 KiB). The same bound holds the bot's answer, a Bot API call whose text or caption is at
+/// most 4096 characters; only a bot that uploads a file inside its answer (multipart) needs more,
+/// and can have it by raising the limit. 1 MiB takes both with room to spare and keeps one
+/// caller's cost small.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Telegram gives up on a webhook after 60 s; answering 504 at 30 s leaves it a clean failure and
 /// time to retry, and is far beyond what a healthy bot needs.
