@@ -5,9 +5,11 @@
 //! - [`cli`]: the flags and the admin subcommands.
 //! - `file`: the TOML file and how flags are laid over it.
 //! - `validate`: the checks every value passes, wherever it came from.
+//! - [`ip_range`]: address ranges, for `trusted_proxies`.
 
 pub mod cli;
 mod file;
+pub mod ip_range;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -18,15 +20,20 @@ use std::time::Duration;
 use protocol::Secret;
 
 pub use cli::{Cli, Command, DeadLetterAction};
+pub use ip_range::IpRange;
 pub use protocol::DeliveryMode;
 
 /// Loopback only: the admin API can replay and drop stored updates.
 pub const DEFAULT_ADMIN_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8444);
 /// Relative, so a first `relay-server` in any directory keeps its state next to the user.
 pub const DEFAULT_DATA_DIR: &str = "relay-data";
-/// Telegram documents no maximum update size but a receiver should take at least 1 MiB; 4 MiB
-/// leaves room for large updates and replies without letting one caller hold much memory.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Telegram documents no maximum update size but a receiver should take at least 1 MiB, and real
+/// updates are far smaller (a message with 4096 characters of text and every entity is under
+/// 100 KiB). The same bound holds the bot's answer, a Bot API call whose text or caption is at
+/// most 4096 characters; only a bot that uploads a file inside its answer (multipart) needs more,
+/// and can have it by raising the limit. 1 MiB takes both with room to spare and keeps one
+/// caller's cost small.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Telegram gives up on a webhook after 60 s; answering 504 at 30 s leaves it a clean failure and
 /// time to retry, and is far beyond what a healthy bot needs.
 pub const DEFAULT_BOT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,9 +42,57 @@ pub const DEFAULT_BOT_TIMEOUT: Duration = Duration::from_secs(30);
 /// is dropped within 9 s, so its webhooks get 503 (or are stored) instead of waiting out
 /// `bot_timeout`; two lost pings in a row are still tolerated.
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(9);
-/// Open connections the relay accepts at once (webhooks and agents). Telegram opens at most 100
-/// per bot, so this serves dozens of busy bots while bounding memory and file descriptors.
+/// Open HTTP connections the relay accepts at once (webhooks, health checks, agents before their
+/// upgrade). Telegram opens at most 100 per bot, so this serves dozens of busy bots while bounding
+/// memory and file descriptors. Agent sessions, once upgraded, count toward
+/// [`DEFAULT_MAX_AGENT_SESSIONS`] instead.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Open connections from one source (an IPv4 address, or an IPv6 /64). Telegram sends every bot's
+/// webhooks from a few addresses (149.154.160.0/20, 91.108.4.0/22), up to 100 connections per
+/// bot, so one Telegram address may carry hundreds of connections for a relay with many bots:
+/// 1024 is a quarter of the pool, ten busy bots' worth from a single address, and still leaves
+/// three quarters of the pool to everyone else when one address misbehaves.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 1024;
+/// TLS handshakes in progress from one source. A handshake costs the relay CPU and buffers while
+/// the peer has proved nothing. Telegram may open up to 100 connections at once for one busy bot
+/// (its `max_connections`), and a few bots may burst from the same address at the same moment;
+/// each handshake takes milliseconds, so 256 at once from one address is above what Telegram
+/// needs, while a flood of half-open handshakes from one address stops there, a quarter of its
+/// connection share.
+pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 256;
+/// Connections kept for agents when the general pool is full: a connection on one of these may
+/// make one request, and it must be the agent upgrade (anything else gets 503 and the connection
+/// closes), so webhooks or a flood that took the pool cannot keep a restarted agent out. 64 lets
+/// many agents reconnect at once after a relay restart.
+pub const DEFAULT_AGENT_RESERVE: usize = 64;
+/// How long a keep-alive connection may sit idle between requests. Telegram reuses its
+/// connections for the next update; nginx keeps idle ones 75 s, many clients assume about 60 s.
+/// 60 s keeps a bot that gets an update a minute on warm connections, and an idle connection
+/// gives its slot back after a minute.
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a request's header block may take once its first byte arrived. Telegram sends its
+/// ≤ 4 KiB header block at once; 10 s is generous for a slow mobile link and short for a
+/// slowloris that trickles a header.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a connection serves requests: after it, the next answer carries
+/// `Connection: close`. Without it a client that sends a cheap request now and then holds its
+/// slot for ever; an hour costs Telegram one new TLS handshake an hour per connection.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(60 * 60);
+/// The most requests one connection serves; the last answer carries `Connection: close`.
+/// 10,000 is nothing to Telegram's connection reuse and bounds what one connection may do.
+pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u32 = 10_000;
+/// Agent sessions at once, all tokens together. Each idle session costs the relay about 30 KiB
+/// (see docs/BENCHMARKS.md), so 1024 cost about 30 MiB; they do not take webhook slots.
+pub const DEFAULT_MAX_AGENT_SESSIONS: usize = 1024;
+/// Agent sessions at once for one token. One agent needs one session (two for a moment while it
+/// reconnects); 32 lets a dozen agents share the any-bot token while a leaked token cannot open
+/// more than 32 sessions.
+pub const DEFAULT_MAX_SESSIONS_PER_TOKEN: usize = 32;
+/// Bytes of webhook bodies the relay holds at once while it reads and carries them. 64 MiB fits a
+/// small VPS (a 512 MiB one keeps most of its memory for the store and the system), holds 64
+/// bodies of the largest size and thousands of real updates (a few KiB each); past it webhooks
+/// get 503 with `Retry-After` and Telegram sends them again.
+pub const DEFAULT_BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 /// Requests one agent may have in flight. Well above Telegram's 100 connections per bot.
 pub const DEFAULT_MAX_IN_FLIGHT_PER_AGENT: usize = 512;
 /// Of an agent's `max_in_flight_per_agent`, the requests each of its bots may always have in
@@ -84,6 +139,11 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Threads the binary's runtime gets for network work; see [`DEFAULT_THREADS`].
     pub threads: usize,
+    /// The proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed when TLS is off
+    /// (a TLS-terminating proxy in front); from any other peer those headers are replaced.
+    /// Loopback by default (a proxy on the same machine); empty trusts nobody. Ignored when the
+    /// relay terminates TLS: then it is the edge.
+    pub trusted_proxies: Vec<IpRange>,
 }
 
 /// How the listener speaks.
@@ -178,8 +238,28 @@ pub struct Limits {
     pub bot_timeout: Duration,
     /// How long an agent may stay silent before it is dropped.
     pub heartbeat_timeout: Duration,
-    /// Open connections at once.
+    /// Open HTTP connections at once.
     pub max_connections: usize,
+    /// Open connections from one source address (IPv6: one /64).
+    pub max_connections_per_source: usize,
+    /// TLS handshakes in progress from one source address.
+    pub max_handshakes_per_source: usize,
+    /// Connections beyond `max_connections` that may only upgrade to an agent session.
+    pub agent_reserve: usize,
+    /// How long a keep-alive connection may wait idle for its next request.
+    pub keep_alive_timeout: Duration,
+    /// How long a request's header block may take once it has started.
+    pub header_read_timeout: Duration,
+    /// The longest a connection serves requests.
+    pub max_connection_age: Duration,
+    /// The most requests one connection serves.
+    pub max_requests_per_connection: u32,
+    /// Agent sessions at once.
+    pub max_agent_sessions: usize,
+    /// Agent sessions at once per token.
+    pub max_sessions_per_token: usize,
+    /// Bytes of webhook bodies held at once.
+    pub body_budget_bytes: usize,
     /// Requests one agent may have in flight.
     pub max_in_flight_per_agent: usize,
     /// Of those, the requests each of the agent's bots may always have in flight, whatever the
@@ -196,6 +276,16 @@ impl Default for Limits {
             bot_timeout: DEFAULT_BOT_TIMEOUT,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+            max_handshakes_per_source: DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+            agent_reserve: DEFAULT_AGENT_RESERVE,
+            keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
+            max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+            max_agent_sessions: DEFAULT_MAX_AGENT_SESSIONS,
+            max_sessions_per_token: DEFAULT_MAX_SESSIONS_PER_TOKEN,
+            body_budget_bytes: DEFAULT_BODY_BUDGET_BYTES,
             max_in_flight_per_agent: DEFAULT_MAX_IN_FLIGHT_PER_AGENT,
             reserved_in_flight_per_bot: DEFAULT_RESERVED_IN_FLIGHT_PER_BOT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -242,6 +332,7 @@ impl Config {
             delivery: DeliverySettings::default(),
             admin_listen: Some(SocketAddr::from(DEFAULT_ADMIN_LISTEN)),
             threads: DEFAULT_THREADS,
+            trusted_proxies: IpRange::loopback().to_vec(),
         }
     }
 

@@ -189,3 +189,55 @@ fn each_bot_keeps_a_reserve_of_its_agents_in_flight_limit() {
     .expect("valid");
     assert_eq!(config.limits.reserved_in_flight_per_bot, 3);
 }
+
+#[test]
+fn connection_and_memory_budgets_are_read_and_checked() {
+    let config = Config::merge(
+        cli(&["--no-tls"]),
+        file(
+            r#"
+            trusted_proxies = ["10.0.0.0/8", "::1"]
+            [limits]
+            max_connections_per_source = 100
+            max_handshakes_per_source = 10
+            agent_reserve = 0
+            keep_alive_timeout = "75s"
+            header_read_timeout = "5s"
+            max_connection_age = "30m"
+            max_requests_per_connection = 500
+            max_agent_sessions = 50
+            max_sessions_per_token = 5
+            body_budget_bytes = 8388608
+            "#,
+        ),
+    )
+    .expect("valid");
+    let limits = config.limits;
+    assert_eq!(limits.max_connections_per_source, 100);
+    assert_eq!(limits.max_handshakes_per_source, 10);
+    assert_eq!(limits.agent_reserve, 0);
+    assert_eq!(limits.keep_alive_timeout, Duration::from_secs(75));
+    assert_eq!(limits.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(limits.max_connection_age, Duration::from_secs(1800));
+    assert_eq!(limits.max_requests_per_connection, 500);
+    assert_eq!(limits.max_agent_sessions, 50);
+    assert_eq!(limits.max_sessions_per_token, 5);
+    assert_eq!(limits.body_budget_bytes, 8 * 1024 * 1024);
+    assert_eq!(config.trusted_proxies.len(), 2);
+
+    let defaults = Config::merge(cli(&[]), FileConfig::default()).expect("valid");
+    assert_eq!(defaults.trusted_proxies, IpRange::loopback().to_vec());
+    assert_eq!(defaults.limits.max_body_bytes, 1024 * 1024);
+
+    for bad in [
+        "[limits]\nbody_budget_bytes = 1024",
+        "[limits]\nmax_connections_per_source = 0",
+        "[limits]\nmax_sessions_per_token = 2000",
+        "[limits]\nkeep_alive_timeout = \"10ms\"",
+        "[limits]\nmax_requests_per_connection = 0",
+    ] {
+        assert!(Config::merge(cli(&[]), file(bad)).is_err(), "{bad}");
+    }
+    let nonsense = FileConfig::parse(Path::new("x.toml"), "trusted_proxies = [\"10.0.0/8\"]");
+    assert!(nonsense.is_err());
+}

@@ -7,16 +7,23 @@
 //! - [`listener`]: the accept loop, TLS handshake, HTTP/1 and routing.
 //! - [`webhook`]: one webhook, from checks to the answer Telegram gets.
 //! - [`checks`]: the checks before a webhook is carried: bot, secret, size, body.
+//! - [`body_budget`]: the bytes of bodies held at once, across connections.
 //! - [`headers`]: the headers the bot gets and the answer Telegram gets.
+//! - [`admission`]: the connection pool, the agents' reserve, and the per-source caps.
+//! - [`keep_alive`]: one connection's idle, header, age and request bounds.
 //! - [`tls`]: the server certificate, from files or self-signed.
 
+pub(crate) mod admission;
+pub(crate) mod body_budget;
 pub(crate) mod checks;
 pub(crate) mod headers;
+pub(crate) mod keep_alive;
 pub(crate) mod listener;
 pub(crate) mod tls;
 pub(crate) mod webhook;
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -26,10 +33,12 @@ use protocol::Secret;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Limits;
+use crate::config::{IpRange, Limits};
 use crate::delivery::mode::Policy;
 use crate::response::text_response;
 use crate::tunnel::Tunnel;
+use body_budget::BodyBudget;
+use headers::Forwarding;
 
 /// What every connection on the public port shares.
 #[derive(Debug)]
@@ -42,6 +51,10 @@ pub(crate) struct Edge {
     pub(crate) drop_path_suffix: HashSet<String>,
     /// Whether the listener speaks TLS (for `X-Forwarded-Proto`).
     pub(crate) tls: bool,
+    /// The peers whose forwarding headers are believed when TLS is off.
+    pub(crate) trusted_proxies: Vec<IpRange>,
+    /// The bytes of webhook bodies held at once.
+    pub(crate) bodies: BodyBudget,
     /// Live or stored, per webhook.
     pub(crate) policy: Policy,
     /// The agents.
@@ -62,6 +75,17 @@ impl Edge {
             text_response(StatusCode::OK, "ok")
         } else {
             text_response(StatusCode::SERVICE_UNAVAILABLE, "store failing")
+        }
+    }
+
+    /// Whose forwarding headers a request from `peer` passes on.
+    pub(crate) fn forwarding(&self, peer: SocketAddr) -> Forwarding {
+        if self.tls {
+            Forwarding::Edge
+        } else if self.trusted_proxies.iter().any(|r| r.contains(peer.ip())) {
+            Forwarding::TrustedProxy
+        } else {
+            Forwarding::Untrusted
         }
     }
 }

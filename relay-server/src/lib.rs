@@ -264,6 +264,8 @@ impl Relay {
                 .map(|(bot, _)| bot.clone())
                 .collect(),
             tls: acceptor.is_some(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            bodies: edge::body_budget::BodyBudget::new(config.limits.body_budget_bytes),
             policy,
             tunnel: tunnel.clone(),
             shutdown,

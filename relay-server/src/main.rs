@@ -74,9 +74,11 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 /// File descriptors the relay needs besides its connections: store, logs, TLS files, admin.
 const SPARE_DESCRIPTORS: u64 = 64;
 
-/// Raises the soft limit on open files to what `max_connections` needs (at most the hard
-/// limit), as servers do: the common default soft limit of 1024 would make `accept` fail long
-/// before `max_connections` (4096 by default) is reached. Warns when the hard limit is too low.
+/// Raises the soft limit on open files to what the connections need (at most the hard limit), as
+/// servers do: the common default soft limit of 1024 would make `accept` fail long before
+/// `max_connections` (4096 by default) is reached. `max_connections` counts here as every socket
+/// the limits allow: HTTP connections, the agents' reserve and agent sessions. Warns when the
+/// hard limit is too low.
 fn raise_open_file_limit(max_connections: usize) {
     let wanted = u64::try_from(max_connections)
         .unwrap_or(u64::MAX)
@@ -93,7 +95,13 @@ fn raise_open_file_limit(max_connections: usize) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    raise_open_file_limit(config.limits.max_connections);
+    let limits = &config.limits;
+    raise_open_file_limit(
+        limits
+            .max_connections
+            .saturating_add(limits.agent_reserve)
+            .saturating_add(limits.max_agent_sessions),
+    );
     let relay = Relay::prepare(config)?;
     let address = relay.config().listen;
     let listener = TcpListener::bind(address).await.map_err(|error| match error.kind() {

@@ -10,11 +10,13 @@
 //! - [`bots`]: the bots the relay knows, and the modes agents asked for.
 //! - [`access`]: agent tokens and the bots each may serve.
 //! - [`logins`]: failed agent logins per address, throttled.
+//! - [`quota`]: how many sessions may be open, in all and per token.
 
 pub(crate) mod access;
 pub(crate) mod bots;
 pub(crate) mod handle;
 pub(crate) mod logins;
+pub(crate) mod quota;
 pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod upgrade;
@@ -33,6 +35,7 @@ use crate::config::Limits;
 use access::Access;
 use bots::KnownBots;
 use logins::FailedLogins;
+use quota::Quota;
 
 /// What every agent session of one running relay shares.
 #[derive(Debug)]
@@ -47,6 +50,8 @@ pub(crate) struct Tunnel {
     pub(crate) registry: Arc<Registry>,
     /// Body size, heartbeat and in-flight bounds.
     pub(crate) limits: Limits,
+    /// Sessions open, in all and per token.
+    pub(crate) quota: Arc<Quota>,
     /// Fires once in-flight webhooks are answered (or the grace period is over): sessions say
     /// "going away" and end. Later than the listener's shutdown, so answers on their way arrive.
     pub(crate) stop: CancellationToken,
@@ -68,6 +73,7 @@ impl Tunnel {
             logins: FailedLogins::default(),
             bots,
             registry,
+            quota: Quota::new(limits.max_agent_sessions, limits.max_sessions_per_token),
             limits,
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -64,7 +64,12 @@ pub async fn measure(lab: &Lab, tls: bool, agents: usize) -> Result<Idle> {
     let config = RelayConfig {
         tls,
         admin: true,
-        limits: vec![format!("max_connections = {}", agents + 256)],
+        // Every bench agent shares one token, and agent sessions have a budget of their own.
+        limits: vec![
+            format!("max_connections = {}", agents + 256),
+            format!("max_agent_sessions = {}", agents + 256),
+            format!("max_sessions_per_token = {}", agents + 256),
+        ],
         ..RelayConfig::default()
     };
     let mut relay = Relay::start(lab, &format!("idle-{transport}"), &config).await?;

@@ -147,6 +147,12 @@ impl Dialer {
                 404 => DialError::Fatal(AgentError::NoAgentEndpoint {
                     url: self.relay.endpoint(),
                 }),
+                // The relay's session caps: another agent (or a stale session) holds the places.
+                429 => DialError::Retry(
+                    "relay refused the session: this token has as many sessions as it may open \
+                     (HTTP 429, max_sessions_per_token)"
+                        .into(),
+                ),
                 status => DialError::Retry(format!(
                     "relay answered HTTP {status} to the WebSocket upgrade"
                 )),

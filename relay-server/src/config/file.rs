@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{
     AgentGrant, BotSettings, Cli, Config, ConfigError, DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR,
-    DEFAULT_THREADS, DeliveryMode, DeliverySettings, Limits, TlsMode,
+    DEFAULT_THREADS, DeliveryMode, DeliverySettings, IpRange, Limits, TlsMode,
 };
 
 /// The configuration file. Every key is optional; unknown keys are an error.
@@ -24,6 +24,7 @@ pub(super) struct FileConfig {
     data_dir: Option<PathBuf>,
     public_host: Option<String>,
     agent_token: Option<Secret>,
+    trusted_proxies: Option<Vec<IpRange>>,
     #[serde(default)]
     tls: FileTls,
     #[serde(default)]
@@ -54,6 +55,19 @@ struct FileLimits {
     #[serde(default, with = "humantime_serde")]
     heartbeat_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
+    max_handshakes_per_source: Option<usize>,
+    agent_reserve: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    keep_alive_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_connection_age: Option<Duration>,
+    max_requests_per_connection: Option<u32>,
+    max_agent_sessions: Option<usize>,
+    max_sessions_per_token: Option<usize>,
+    body_budget_bytes: Option<usize>,
     max_in_flight_per_agent: Option<usize>,
     reserved_in_flight_per_bot: Option<usize>,
     #[serde(default, with = "humantime_serde")]
@@ -113,32 +127,49 @@ impl Config {
         };
         let defaults = Limits::default();
         let delivery = DeliverySettings::default();
+        let given = file.limits;
         let limits = Limits {
-            max_body_bytes: file
-                .limits
-                .max_body_bytes
-                .unwrap_or(defaults.max_body_bytes),
-            bot_timeout: file.limits.bot_timeout.unwrap_or(defaults.bot_timeout),
-            heartbeat_timeout: file
-                .limits
+            max_body_bytes: given.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+            bot_timeout: given.bot_timeout.unwrap_or(defaults.bot_timeout),
+            heartbeat_timeout: given
                 .heartbeat_timeout
                 .unwrap_or(defaults.heartbeat_timeout),
-            max_connections: file
-                .limits
-                .max_connections
-                .unwrap_or(defaults.max_connections),
-            max_in_flight_per_agent: file
-                .limits
+            max_connections: given.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_source: given
+                .max_connections_per_source
+                .unwrap_or(defaults.max_connections_per_source),
+            max_handshakes_per_source: given
+                .max_handshakes_per_source
+                .unwrap_or(defaults.max_handshakes_per_source),
+            agent_reserve: given.agent_reserve.unwrap_or(defaults.agent_reserve),
+            keep_alive_timeout: given
+                .keep_alive_timeout
+                .unwrap_or(defaults.keep_alive_timeout),
+            header_read_timeout: given
+                .header_read_timeout
+                .unwrap_or(defaults.header_read_timeout),
+            max_connection_age: given
+                .max_connection_age
+                .unwrap_or(defaults.max_connection_age),
+            max_requests_per_connection: given
+                .max_requests_per_connection
+                .unwrap_or(defaults.max_requests_per_connection),
+            max_agent_sessions: given
+                .max_agent_sessions
+                .unwrap_or(defaults.max_agent_sessions),
+            max_sessions_per_token: given
+                .max_sessions_per_token
+                .unwrap_or(defaults.max_sessions_per_token),
+            body_budget_bytes: given
+                .body_budget_bytes
+                .unwrap_or(defaults.body_budget_bytes),
+            max_in_flight_per_agent: given
                 .max_in_flight_per_agent
                 .unwrap_or(defaults.max_in_flight_per_agent),
-            reserved_in_flight_per_bot: file
-                .limits
+            reserved_in_flight_per_bot: given
                 .reserved_in_flight_per_bot
                 .unwrap_or(defaults.reserved_in_flight_per_bot),
-            shutdown_grace: file
-                .limits
-                .shutdown_grace
-                .unwrap_or(defaults.shutdown_grace),
+            shutdown_grace: given.shutdown_grace.unwrap_or(defaults.shutdown_grace),
         };
         let config = Self {
             listen: cli.listen.or(file.listen).unwrap_or(Self::new("").listen),
@@ -190,6 +221,9 @@ impl Config {
                 (false, None) => Some(SocketAddr::from(DEFAULT_ADMIN_LISTEN)),
             },
             threads: cli.threads.or(file.threads).unwrap_or(DEFAULT_THREADS),
+            trusted_proxies: file
+                .trusted_proxies
+                .unwrap_or_else(|| IpRange::loopback().to_vec()),
         };
         config.validate()?;
         Ok(config)

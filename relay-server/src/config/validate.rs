@@ -6,6 +6,8 @@ use super::{Config, ConfigError, MAX_THREADS, MIN_TOKEN_LEN};
 
 /// Bodies under this are not worth configuring; it also keeps the check against the frame limit honest.
 const MIN_BODY_BYTES: usize = 1024;
+/// Shorter connection timeouts would close connections before a request could be made on them.
+const MIN_CONNECTION_TIMEOUT: Duration = Duration::from_millis(100);
 
 impl Config {
     /// Checks every value that flags, files or tests may have set.
@@ -32,10 +34,43 @@ impl Config {
         if limits.heartbeat_timeout < Duration::from_secs(1) {
             return invalid("heartbeat_timeout must be at least 1s".into());
         }
-        if limits.max_connections == 0 || limits.max_in_flight_per_agent == 0 {
-            return invalid(
-                "max_connections and max_in_flight_per_agent must be at least 1".into(),
-            );
+        let counts = [
+            ("max_connections", limits.max_connections),
+            (
+                "max_connections_per_source",
+                limits.max_connections_per_source,
+            ),
+            (
+                "max_handshakes_per_source",
+                limits.max_handshakes_per_source,
+            ),
+            ("max_agent_sessions", limits.max_agent_sessions),
+            ("max_sessions_per_token", limits.max_sessions_per_token),
+            ("max_in_flight_per_agent", limits.max_in_flight_per_agent),
+            (
+                "max_requests_per_connection",
+                limits.max_requests_per_connection as usize,
+            ),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
+            return invalid(format!("{name} must be at least 1"));
+        }
+        if limits.max_sessions_per_token > limits.max_agent_sessions {
+            return invalid("max_sessions_per_token must not exceed max_agent_sessions".into());
+        }
+        if limits.body_budget_bytes < limits.max_body_bytes {
+            return invalid("body_budget_bytes must be at least max_body_bytes".into());
+        }
+        for (name, value) in [
+            ("keep_alive_timeout", limits.keep_alive_timeout),
+            ("header_read_timeout", limits.header_read_timeout),
+            ("max_connection_age", limits.max_connection_age),
+        ] {
+            if value < MIN_CONNECTION_TIMEOUT {
+                return invalid(format!(
+                    "{name} must be at least {MIN_CONNECTION_TIMEOUT:?}"
+                ));
+            }
         }
         for token in self
             .agent_token

@@ -1,15 +1,17 @@
 //! The checks a webhook passes before it is carried anywhere: a bot the relay knows, the secret
-//! Telegram was given, and a body within the size limit that arrives in time. Each refusal knows
-//! its status and the one sentence the caller gets.
+//! Telegram was given, and a body within the size limit and the body budget that arrives in time.
+//! Each refusal knows its status and the one sentence the caller gets.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::StatusCode;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use protocol::Secret;
+
+use super::body_budget::Share;
 
 /// Telegram sends the whole body at once; a caller that trickles it is holding a connection slot.
 pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(20);
@@ -32,6 +34,8 @@ pub(crate) enum Refusal {
     /// A dot-segment or an encoded slash after the bot name: a bot's web server (or a proxy in
     /// front of it) could resolve it to a path outside the bot's webhook.
     BadPath,
+    /// The bodies in flight have used up `body_budget_bytes`; 503 with `Retry-After`.
+    OverBudget,
 }
 
 impl Refusal {
@@ -45,6 +49,7 @@ impl Refusal {
             Refusal::Unreadable => StatusCode::BAD_REQUEST,
             Refusal::Slow => StatusCode::REQUEST_TIMEOUT,
             Refusal::BadPath => StatusCode::BAD_REQUEST,
+            Refusal::OverBudget => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -57,6 +62,7 @@ impl Refusal {
             Refusal::Unreadable => "body could not be read",
             Refusal::Slow => "body not received in time",
             Refusal::BadPath => "path not allowed after the bot name",
+            Refusal::OverBudget => "relay busy, retry later",
         }
     }
 }
@@ -98,33 +104,57 @@ pub(crate) fn path_suffix(rest: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Refuses a body whose declared `Content-Length` is over `limit` before reading it.
-pub(crate) fn declared_length(headers: &HeaderMap, limit: usize) -> Result<(), Refusal> {
+/// The body's declared `Content-Length`, if any; a body declared over `limit` is refused before
+/// it is read.
+pub(crate) fn declared_length(headers: &HeaderMap, limit: usize) -> Result<Option<usize>, Refusal> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        tracing::warn!(length = declared, limit, "webhook body too large");
-        return Err(Refusal::TooLarge);
-    }
-    Ok(())
-}
-
-/// Reads the whole body, at most `limit` bytes, within [`BODY_READ_TIMEOUT`].
-pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Refusal> {
-    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            tracing::warn!(limit, "webhook body too large");
+    match declared {
+        Some(len) if len > limit as u64 => {
+            tracing::warn!(length = len, limit, "webhook body too large");
             Err(Refusal::TooLarge)
         }
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "webhook body unreadable");
-            Err(Refusal::Unreadable)
-        }
-        Err(_) => Err(Refusal::Slow),
+        // At most `limit`, so it fits.
+        declared => Ok(declared.map(|len| len as usize)),
     }
+}
+
+/// Reads the whole body, at most `limit` bytes, within [`BODY_READ_TIMEOUT`], into one buffer
+/// sized by `share` (the declared length, already taken from the budget); a body that arrives
+/// without a declared length takes its share chunk by chunk. Each chunk is copied once and then
+/// dropped, so the body is never held twice.
+pub(crate) async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    share: &mut Share,
+) -> Result<Bytes, Refusal> {
+    let read = async {
+        let mut buffer = BytesMut::with_capacity(share.bytes().min(limit));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| {
+                tracing::debug!(%error, "webhook body unreadable");
+                Refusal::Unreadable
+            })?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            let length = buffer.len() + chunk.len();
+            if length > limit {
+                tracing::warn!(limit, "webhook body too large");
+                return Err(Refusal::TooLarge);
+            }
+            if let Some(more) = length.checked_sub(share.bytes()).filter(|&more| more > 0) {
+                share.grow(more).map_err(|_| Refusal::OverBudget)?;
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(buffer.freeze())
+    };
+    tokio::time::timeout(BODY_READ_TIMEOUT, read)
+        .await
+        .unwrap_or(Err(Refusal::Slow))
 }
 
 /// Reads and drops up to `budget` bytes of a body that will not be used, so that a client still

@@ -12,14 +12,29 @@ use protocol::{Header, is_hop_by_hop};
 
 use crate::response::{plain, text_response};
 
+/// Whose forwarding headers the bot gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forwarding {
+    /// The relay terminates TLS: it is the edge, the caller's own forwarding headers are lies it
+    /// could tell, and the bot gets the caller's address and `https`.
+    Edge,
+    /// Plain HTTP from a peer that is not a trusted proxy: its forwarding headers are replaced
+    /// by its address and `http`, so nobody can pose as Telegram by sending them.
+    Untrusted,
+    /// Plain HTTP from a trusted proxy (one that terminates TLS in front of the relay): its
+    /// headers are kept and its address is appended.
+    TrustedProxy,
+}
+
 /// The request's headers as they go to the bot: every end-to-end header in order (same-name
-/// headers stay together, as hyper groups them), then `X-Forwarded-For` and `X-Forwarded-Proto`.
-///
-/// When the relay terminates TLS it is the edge, and whatever forwarding headers a caller sent are
-/// lies it could tell: they are replaced by the caller's address and `https`, so a bot's IP filter
-/// reading the left-most address sees the real sender. Behind a TLS-terminating proxy (`tls`
-/// false) the proxy's headers are kept and the proxy's address is appended.
-pub(crate) fn forwarded_headers(headers: &HeaderMap, peer: SocketAddr, tls: bool) -> Vec<Header> {
+/// headers stay together, as hyper groups them), then `X-Forwarded-For` and `X-Forwarded-Proto`
+/// as [`Forwarding`] says, so a bot's IP filter reading the left-most address sees the real
+/// sender.
+pub(crate) fn forwarded_headers(
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    forwarding: Forwarding,
+) -> Vec<Header> {
     // Headers named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
     let named_by_connection: Vec<String> = headers
         .get_all(header::CONNECTION)
@@ -40,20 +55,21 @@ pub(crate) fn forwarded_headers(headers: &HeaderMap, peer: SocketAddr, tls: bool
         }
     }
     let peer_ip = peer.ip().to_canonical().to_string();
-    let mut chain = if tls {
-        Vec::new()
-    } else {
+    let trusted = forwarding == Forwarding::TrustedProxy;
+    let mut chain = if trusted {
         forwarded_for.join(&b", "[..])
+    } else {
+        Vec::new()
     };
     if !chain.is_empty() {
         chain.extend_from_slice(b", ");
     }
     chain.extend_from_slice(peer_ip.as_bytes());
     out.push(("x-forwarded-for".into(), Bytes::from(chain)));
-    let proto = match (tls, forwarded_proto) {
-        (true, _) => Bytes::from_static(b"https"),
-        (false, Some(theirs)) => Bytes::copy_from_slice(theirs),
-        (false, None) => Bytes::from_static(b"http"),
+    let proto = match (forwarding, forwarded_proto) {
+        (Forwarding::Edge, _) => Bytes::from_static(b"https"),
+        (Forwarding::TrustedProxy, Some(theirs)) => Bytes::copy_from_slice(theirs),
+        (Forwarding::TrustedProxy | Forwarding::Untrusted, _) => Bytes::from_static(b"http"),
     };
     out.push(("x-forwarded-proto".into(), proto));
     out

@@ -14,7 +14,7 @@ fn forwarded_headers_keep_order_and_duplicates_and_name_the_real_caller() {
     let flat = |out: &[Header]| -> Vec<(String, Vec<u8>)> {
         out.iter().map(|(n, v)| (n.clone(), v.to_vec())).collect()
     };
-    let at_the_edge = forwarded_headers(&headers, peer, true);
+    let at_the_edge = forwarded_headers(&headers, peer, Forwarding::Edge);
     let expected: Vec<(String, Vec<u8>)> = [
         ("content-type", &b"application/json"[..]),
         ("x-dup", b"1"),
@@ -27,9 +27,17 @@ fn forwarded_headers_keep_order_and_duplicates_and_name_the_real_caller() {
     .collect();
     assert_eq!(flat(&at_the_edge), expected);
 
-    let behind_a_proxy = forwarded_headers(&headers, peer, false);
+    let behind_a_proxy = forwarded_headers(&headers, peer, Forwarding::TrustedProxy);
     let tail = &flat(&behind_a_proxy)[3..];
     assert_eq!(tail[0].1, b"203.0.113.9, 149.154.167.220");
+    assert_eq!(tail[1].1, b"http");
+
+    let headers_from_a_stranger = forwarded_headers(&headers, peer, Forwarding::Untrusted);
+    let tail = &flat(&headers_from_a_stranger)[3..];
+    assert_eq!(
+        tail[0].1, b"149.154.167.220",
+        "a stranger's chain is dropped"
+    );
     assert_eq!(tail[1].1, b"http");
 }
 

@@ -13,11 +13,12 @@ use hyper::{Request, Response, StatusCode};
 use tracing::Instrument;
 
 use super::Edge;
+use super::body_budget::RETRY_AFTER;
 use super::checks::{self, Refusal};
 use super::headers::{bot_response, forwarded_headers};
 use crate::delivery::mode::{Policy, Route, Wait};
 use crate::delivery::update::UpdateInfo;
-use crate::response::{plain, text_response};
+use crate::response::{plain, retry_later, text_response};
 
 /// The path prefix of every webhook URL.
 pub(crate) const HOOK_PREFIX: &str = "/hook/";
@@ -69,10 +70,13 @@ async fn intake(
     } else {
         rest
     };
-    if let Err(refusal) = checks::declared_length(request.headers(), limit) {
-        checks::discard(request.into_body(), limit.saturating_mul(2)).await;
-        return refused(refusal);
-    }
+    let declared = match checks::declared_length(request.headers(), limit) {
+        Ok(declared) => declared,
+        Err(refusal) => {
+            checks::discard(request.into_body(), limit.saturating_mul(2)).await;
+            return refused(refusal);
+        }
+    };
     let admitted = match edge.policy.admit(&bot) {
         Ok(admitted) => admitted,
         Err(wait) => {
@@ -80,8 +84,20 @@ async fn intake(
             return waiting(wait);
         }
     };
+    // Held until the webhook is answered: the body lives that long (in the request, its frame,
+    // and the copy kept to store on failure).
+    let Ok(mut share) = edge.bodies.take(declared.unwrap_or(0)) else {
+        tracing::warn!(
+            declared,
+            in_use = edge.bodies.in_use(),
+            "body budget spent; webhook refused"
+        );
+        // Answered at once, unread: reading the body to the end would hold the connection (and
+        // the caller's slot) for what the budget refused.
+        return refused(Refusal::OverBudget);
+    };
     let (parts, body) = request.into_parts();
-    let body = match checks::read_body(body, limit).await {
+    let body = match checks::read_body(body, limit, &mut share).await {
         Ok(body) => body,
         Err(refusal) => return refused(refusal),
     };
@@ -93,7 +109,7 @@ async fn intake(
         method: parts.method.as_str().to_owned(),
         path: rest,
         query: parts.uri.query().map(str::to_owned),
-        headers: forwarded_headers(&parts.headers, peer, edge.tls),
+        headers: forwarded_headers(&parts.headers, peer, edge.forwarding(peer)),
         body,
         timeout_ms: u32::try_from(edge.limits.bot_timeout.as_millis()).unwrap_or(u32::MAX),
         update_id: info.update_id,
@@ -150,7 +166,18 @@ async fn store_then_ack(
 }
 
 fn refused(refusal: Refusal) -> Response<Full<Bytes>> {
-    text_response(refusal.status(), refusal.reason())
+    match refusal {
+        Refusal::OverBudget => {
+            // The body is left unread, so the connection cannot carry another request.
+            let mut response = retry_later(refusal.reason(), RETRY_AFTER);
+            response.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            response
+        }
+        refusal => text_response(refusal.status(), refusal.reason()),
+    }
 }
 
 fn waiting(wait: Wait) -> Response<Full<Bytes>> {

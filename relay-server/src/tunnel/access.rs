@@ -20,6 +20,9 @@ pub(crate) struct Grant {
     pub(crate) name: String,
     /// The bots it may serve; `None` for any.
     pub(crate) bots: Option<BTreeSet<String>>,
+    /// Which token it is, for counting its sessions: 0 for the any-bot token, then the
+    /// `[[agents]]` in their order from 1.
+    pub(crate) token: usize,
 }
 
 impl Grant {
@@ -54,13 +57,15 @@ impl Access {
             found = Some(Grant {
                 name: "any-bot token".into(),
                 bots: None,
+                token: 0,
             });
         }
-        for (name, token, bots) in &self.grants {
+        for (index, (name, token, bots)) in self.grants.iter().enumerate() {
             if token.matches(presented) && found.is_none() {
                 found = Some(Grant {
                     name: name.clone(),
                     bots: Some(bots.clone()),
+                    token: index + 1,
                 });
             }
         }

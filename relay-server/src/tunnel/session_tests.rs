@@ -36,6 +36,7 @@ fn any_bot() -> Grant {
     Grant {
         name: "any".into(),
         bots: None,
+        token: 0,
     }
 }
 
@@ -100,6 +101,7 @@ async fn bots_outside_the_grant_or_badly_named_are_refused() {
     let shop_only = Grant {
         name: "shop".into(),
         bots: Some(["shop".to_string()].into()),
+        token: 1,
     };
     let mut client = connect(&tunnel, shop_only).await;
     client

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::{
 
 use super::Tunnel;
 use super::logins::{self, Failure};
+use super::quota::QuotaError;
 use super::session;
 use crate::response::{plain, text_response};
 
@@ -82,8 +83,17 @@ pub(crate) fn upgrade(
         return text_response(StatusCode::UNAUTHORIZED, "invalid agent token");
     };
     tunnel.logins.succeeded(peer.ip());
+    // Counted from here to the session's end, refused before the 101 so the agent sees why.
+    let slot = match tunnel.quota.admit(grant.token) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            tracing::warn!(%peer, grant = %grant.name, reason = %refusal, "agent refused");
+            return text_response(refusal.status(), quota_sentence(refusal));
+        }
+    };
     let worker = tunnel.clone();
     tunnel.tasks.spawn(async move {
+        let _slot = slot;
         let upgraded =
             match tokio::time::timeout(UPGRADE_TIMEOUT, hyper::upgrade::on(request)).await {
                 Ok(Ok(upgraded)) => upgraded,
@@ -105,6 +115,14 @@ pub(crate) fn upgrade(
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
+}
+
+/// The sentence an agent refused by the [`Quota`](super::quota::Quota) gets.
+fn quota_sentence(refusal: QuotaError) -> &'static str {
+    match refusal {
+        QuotaError::TokenFull => "too many sessions for this agent token",
+        QuotaError::RelayFull => "too many agent sessions on this relay",
+    }
 }
 
 /// Bytes read from an agent's socket at a time. tungstenite's default (128 KiB) is allocated and
