@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{IpRange, Limits};
 use crate::delivery::mode::Policy;
+use crate::delivery::notice::LogBudget;
 use crate::response::text_response;
 use crate::tunnel::Tunnel;
 use body_budget::BodyBudget;
@@ -55,6 +56,8 @@ pub(crate) struct Edge {
     pub(crate) trusted_proxies: Vec<IpRange>,
     /// The bytes of webhook bodies held at once.
     pub(crate) bodies: BodyBudget,
+    /// Bounds the warnings about a spent body budget, which a flood would repeat per request.
+    pub(crate) budget_log: LogBudget,
     /// Live or stored, per webhook.
     pub(crate) policy: Policy,
     /// The agents.

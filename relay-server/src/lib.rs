@@ -266,6 +266,7 @@ impl Relay {
             tls: acceptor.is_some(),
             trusted_proxies: config.trusted_proxies.clone(),
             bodies: edge::body_budget::BodyBudget::new(config.limits.body_budget_bytes),
+            budget_log: delivery::notice::LogBudget::new(),
             policy,
             tunnel: tunnel.clone(),
             shutdown,

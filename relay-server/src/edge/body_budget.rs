@@ -55,6 +55,16 @@ impl BodyBudget {
         })
     }
 
+    /// An empty share for a body declared at `declared` bytes, if that much is left now. The
+    /// body is charged as its bytes arrive ([`Share::grow`]), not before: a connection that
+    /// declares a large body and then sends nothing holds no budget.
+    pub(crate) fn admit(&self, declared: usize) -> Result<Share, Exhausted> {
+        if self.in_use().saturating_add(declared) > self.inner.cap {
+            return Err(Exhausted);
+        }
+        self.take(0)
+    }
+
     /// Bytes held now.
     pub(crate) fn in_use(&self) -> usize {
         self.inner.used.load(Ordering::Relaxed)

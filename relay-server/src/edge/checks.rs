@@ -121,17 +121,17 @@ pub(crate) fn declared_length(headers: &HeaderMap, limit: usize) -> Result<Optio
     }
 }
 
-/// Reads the whole body, at most `limit` bytes, within [`BODY_READ_TIMEOUT`], into one buffer
-/// sized by `share` (the declared length, already taken from the budget); a body that arrives
-/// without a declared length takes its share chunk by chunk. Each chunk is copied once and then
-/// dropped, so the body is never held twice.
+/// Reads the whole body, at most `limit` bytes, within [`BODY_READ_TIMEOUT`], charging `share`
+/// for the memory it holds as it arrives (the buffer's capacity, which grows by doubling, so at
+/// most twice the bytes received): memory is held only for bytes a caller really sent. Each chunk
+/// is copied once and then dropped, so the body is never held twice.
 pub(crate) async fn read_body(
     mut body: Incoming,
     limit: usize,
     share: &mut Share,
 ) -> Result<Bytes, Refusal> {
     let read = async {
-        let mut buffer = BytesMut::with_capacity(share.bytes().min(limit));
+        let mut buffer = BytesMut::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|error| {
                 tracing::debug!(%error, "webhook body unreadable");
@@ -145,7 +145,12 @@ pub(crate) async fn read_body(
                 tracing::warn!(limit, "webhook body too large");
                 return Err(Refusal::TooLarge);
             }
-            if let Some(more) = length.checked_sub(share.bytes()).filter(|&more| more > 0) {
+            buffer.reserve(chunk.len());
+            if let Some(more) = buffer
+                .capacity()
+                .checked_sub(share.bytes())
+                .filter(|&more| more > 0)
+            {
                 share.grow(more).map_err(|_| Refusal::OverBudget)?;
             }
             buffer.extend_from_slice(&chunk);

@@ -86,12 +86,15 @@ async fn intake(
     };
     // Held until the webhook is answered: the body lives that long (in the request, its frame,
     // and the copy kept to store on failure).
-    let Ok(mut share) = edge.bodies.take(declared.unwrap_or(0)) else {
-        tracing::warn!(
-            declared,
-            in_use = edge.bodies.in_use(),
-            "body budget spent; webhook refused"
-        );
+    let Ok(mut share) = edge.bodies.admit(declared.unwrap_or(0)) else {
+        if let Some(left_out) = edge.budget_log.allow() {
+            tracing::warn!(
+                declared,
+                in_use = edge.bodies.in_use(),
+                left_out,
+                "body budget spent; webhook refused"
+            );
+        }
         // Answered at once, unread: reading the body to the end would hold the connection (and
         // the caller's slot) for what the budget refused.
         return refused(Refusal::OverBudget);
