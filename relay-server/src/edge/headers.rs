@@ -2,7 +2,7 @@
 //! forwarding headers) and what Telegram gets back (the bot's answer, unchanged but for hop-by-hop
 //! headers).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,6 +24,27 @@ pub(crate) enum Forwarding {
     /// Plain HTTP from a trusted proxy (one that terminates TLS in front of the relay): its
     /// headers are kept and its address is appended.
     TrustedProxy,
+}
+
+/// The address of whoever sent the request: the peer, or, behind a trusted proxy, the last
+/// address the proxy put in `X-Forwarded-For` (the one it saw; earlier entries are the client's
+/// own claims). The peer when that is missing or not an address.
+pub(crate) fn client_address(
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    forwarding: Forwarding,
+) -> IpAddr {
+    if forwarding != Forwarding::TrustedProxy {
+        return peer.ip();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok())
+        .unwrap_or(peer.ip())
 }
 
 /// The request's headers as they go to the bot: every end-to-end header in order (same-name

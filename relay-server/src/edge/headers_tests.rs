@@ -68,3 +68,26 @@ fn bot_answers_pass_through_without_hop_headers() {
     assert!(out.headers().get("content-length").is_none());
     assert_eq!(out.headers().get_all("set-cookie").iter().count(), 2);
 }
+
+#[test]
+fn the_client_is_the_peer_unless_a_trusted_proxy_names_it_last() {
+    let mut headers = HeaderMap::new();
+    headers.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+    headers.append(
+        "x-forwarded-for",
+        HeaderValue::from_static("1.2.3.4, 203.0.113.9"),
+    );
+    let proxy: SocketAddr = "127.0.0.1:4431".parse().expect("addr");
+    let seen = |forwarding| client_address(&headers, proxy, forwarding).to_string();
+    assert_eq!(seen(Forwarding::TrustedProxy), "203.0.113.9");
+    assert_eq!(seen(Forwarding::Untrusted), "127.0.0.1");
+    assert_eq!(seen(Forwarding::Edge), "127.0.0.1");
+    let garbage = HeaderMap::from_iter([(
+        HeaderName::from_static("x-forwarded-for"),
+        HeaderValue::from_static("not an address"),
+    )]);
+    assert_eq!(
+        client_address(&garbage, proxy, Forwarding::TrustedProxy).to_string(),
+        "127.0.0.1"
+    );
+}

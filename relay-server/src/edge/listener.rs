@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Counted, PerSource, Pool, Slot};
-use super::headers::Forwarding;
+use super::headers::{self, Forwarding};
 use super::keep_alive::{Clock, Lifetime};
 use super::{Edge, webhook};
 use crate::config::Limits;
@@ -241,7 +241,8 @@ async fn route(
     } else if path.starts_with(webhook::HOOK_PREFIX) {
         webhook::handle(edge, request, peer).await
     } else if path == protocol::AGENT_PATH {
-        upgrade::upgrade(&edge.tunnel, request, peer)
+        let client = headers::client_address(request.headers(), peer, edge.forwarding(peer));
+        upgrade::upgrade(&edge.tunnel, request, peer, client)
     } else if path == "/healthz" {
         edge.health()
     } else {

@@ -1,6 +1,7 @@
-//! Failed agent logins, per source address: past a few wrong tokens in a window, an address is
-//! answered 429 without its token being looked at, and the log gets one line per address and
-//! window instead of one per attempt.
+//! Failed agent logins, per source (an IPv4 address or an IPv6 /64, behind a trusted proxy the
+//! address it forwards for): past a few wrong tokens in a window, a source is answered 429
+//! without its token being looked at, and the log gets two lines per source and window (the first
+//! failure, and the one that starts the wait) instead of one per attempt.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,8 +16,10 @@ use tokio::time::Instant;
 pub(crate) const MAX_FAILURES: u32 = 10;
 /// How long failures are remembered; also how long an address that ran out waits.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
-/// Addresses tracked at once. Past it, new addresses share one entry, so a spread-out guesser
-/// cannot grow the map and is throttled as one.
+/// Sources tracked at once. Past it, the failures of new sources are not tracked (and logged at
+/// debug only) until old windows end: the map cannot grow, and no agent is ever refused for what
+/// other addresses did. A guesser with that many addresses still cannot guess a token of 16 or
+/// more random characters.
 const MAX_TRACKED: usize = 4096;
 
 /// What to do with a failed login, for the log.
@@ -28,12 +31,26 @@ pub(crate) enum Failure {
     Throttled,
     /// Counted silently.
     Counted,
+    /// Not counted: too many sources are tracked already.
+    Untracked,
 }
 
-/// Failures per address (`None` for the shared overflow entry).
+/// Failures per source.
 #[derive(Debug, Default)]
 pub(crate) struct FailedLogins {
-    windows: Mutex<HashMap<Option<IpAddr>, Window>>,
+    windows: Mutex<HashMap<IpAddr, Window>>,
+}
+
+/// The source an address counts as: IPv4 addresses one by one, IPv6 by /64, which one
+/// customer usually holds whole.
+fn source_of(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,37 +60,29 @@ struct Window {
 }
 
 impl FailedLogins {
-    /// How long `source` must wait before it may try again, if it is throttled.
-    pub(crate) fn throttled(&self, source: IpAddr) -> Option<Duration> {
+    /// How long `address` must wait before it may try again, if its source is throttled.
+    pub(crate) fn throttled(&self, address: IpAddr) -> Option<Duration> {
         let now = Instant::now();
         let windows = self.windows.lock().ok()?;
-        let key = if windows.contains_key(&Some(source)) {
-            Some(source)
-        } else if windows.len() >= MAX_TRACKED {
-            None
-        } else {
-            return None;
-        };
-        let window = windows.get(&key)?;
+        let window = windows.get(&source_of(address))?;
         let left = WINDOW.checked_sub(now.duration_since(window.started))?;
         (window.failures >= MAX_FAILURES && !left.is_zero()).then_some(left)
     }
 
-    /// Counts a wrong token from `source`.
-    pub(crate) fn failed(&self, source: IpAddr) -> Failure {
+    /// Counts a wrong token from `address`.
+    pub(crate) fn failed(&self, address: IpAddr) -> Failure {
         let now = Instant::now();
+        let source = source_of(address);
         let Ok(mut windows) = self.windows.lock() else {
-            return Failure::Counted;
+            return Failure::Untracked;
         };
-        if windows.len() >= MAX_TRACKED && !windows.contains_key(&Some(source)) {
+        if windows.len() >= MAX_TRACKED && !windows.contains_key(&source) {
             windows.retain(|_, window| now.duration_since(window.started) < WINDOW);
+            if windows.len() >= MAX_TRACKED {
+                return Failure::Untracked;
+            }
         }
-        let key = if windows.len() < MAX_TRACKED || windows.contains_key(&Some(source)) {
-            Some(source)
-        } else {
-            None
-        };
-        let window = windows.entry(key).or_insert(Window {
+        let window = windows.entry(source).or_insert(Window {
             started: now,
             failures: 0,
         });
@@ -91,10 +100,10 @@ impl FailedLogins {
         }
     }
 
-    /// Forgets `source`'s failures once it presented a good token.
-    pub(crate) fn succeeded(&self, source: IpAddr) {
+    /// Forgets the failures of `address`'s source once it presented a good token.
+    pub(crate) fn succeeded(&self, address: IpAddr) {
         if let Ok(mut windows) = self.windows.lock() {
-            windows.remove(&Some(source));
+            windows.remove(&source_of(address));
         }
     }
 }

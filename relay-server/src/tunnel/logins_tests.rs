@@ -34,21 +34,39 @@ async fn a_good_token_clears_the_count() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn past_the_tracked_addresses_newcomers_share_one_allowance() {
+async fn past_the_tracked_sources_nobody_else_is_refused_for_them() {
     let logins = FailedLogins::default();
     for n in 0..MAX_TRACKED {
         let n = u32::try_from(n).expect("small");
-        logins.failed(IpAddr::from((10 << 24 | n).to_be_bytes()));
+        for _ in 0..MAX_FAILURES {
+            logins.failed(IpAddr::from((10 << 24 | n).to_be_bytes()));
+        }
     }
-    let (a, b) = (ip(2), ip(3));
-    for _ in 0..MAX_FAILURES / 2 {
-        logins.failed(a);
-        logins.failed(b);
+    let newcomer = ip(2);
+    for _ in 0..MAX_FAILURES * 2 {
+        assert_eq!(logins.failed(newcomer), Failure::Untracked);
     }
-    assert!(logins.throttled(a).is_some() && logins.throttled(b).is_some());
-    assert!(logins.windows.lock().expect("lock").len() <= MAX_TRACKED + 1);
-    // Once the old windows are over, addresses are tracked one by one again.
+    assert_eq!(
+        logins.throttled(newcomer),
+        None,
+        "a stranger pays for nobody"
+    );
+    assert_eq!(logins.throttled(ip(3)), None);
+    assert_eq!(logins.windows.lock().expect("lock").len(), MAX_TRACKED);
+    // Once the old windows are over, sources are tracked again.
     tokio::time::advance(WINDOW).await;
-    assert_eq!(logins.failed(a), Failure::First);
-    assert_eq!(logins.throttled(b), None);
+    assert_eq!(logins.failed(newcomer), Failure::First);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ipv6_64_is_one_source() {
+    let logins = FailedLogins::default();
+    for n in 0..MAX_FAILURES {
+        let address: IpAddr = format!("2001:db8:1:2::{:x}", n + 1).parse().expect("ipv6");
+        logins.failed(address);
+    }
+    let same: IpAddr = "2001:db8:1:2:ffff::1".parse().expect("ipv6");
+    let other: IpAddr = "2001:db8:1:3::1".parse().expect("ipv6");
+    assert!(logins.throttled(same).is_some());
+    assert_eq!(logins.throttled(other), None);
 }

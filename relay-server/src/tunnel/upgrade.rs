@@ -2,7 +2,7 @@
 //! hands the connection to [`super::session`] in a tracked task. Refusals are plain HTTP errors,
 //! before any WebSocket exists.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ pub(crate) fn upgrade(
     tunnel: &Arc<Tunnel>,
     request: Request<Incoming>,
     peer: SocketAddr,
+    client: IpAddr,
 ) -> Response<Full<Bytes>> {
     let headers = request.headers();
     let has_token = |name, want: &str| {
@@ -59,7 +60,7 @@ pub(crate) fn upgrade(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
-    if let Some(wait) = tunnel.logins.throttled(peer.ip()) {
+    if let Some(wait) = tunnel.logins.throttled(client) {
         let mut response = text_response(
             StatusCode::TOO_MANY_REQUESTS,
             "too many wrong agent tokens from this address; wait",
@@ -70,19 +71,22 @@ pub(crate) fn upgrade(
         return response;
     }
     let Some(grant) = tunnel.access.authenticate(presented) else {
-        match tunnel.logins.failed(peer.ip()) {
-            Failure::First => tracing::warn!(%peer, "agent refused: invalid token"),
+        match tunnel.logins.failed(client) {
+            Failure::First => tracing::warn!(%peer, %client, "agent refused: invalid token"),
             Failure::Throttled => tracing::warn!(
                 %peer,
+                %client,
                 failures = logins::MAX_FAILURES,
                 "agent refused: invalid token; this address gets 429 for {}s",
                 logins::WINDOW.as_secs()
             ),
-            Failure::Counted => tracing::debug!(%peer, "agent refused: invalid token"),
+            Failure::Counted | Failure::Untracked => {
+                tracing::debug!(%peer, %client, "agent refused: invalid token")
+            }
         }
         return text_response(StatusCode::UNAUTHORIZED, "invalid agent token");
     };
-    tunnel.logins.succeeded(peer.ip());
+    tunnel.logins.succeeded(client);
     // Counted from here to the session's end, refused before the 101 so the agent sees why.
     let slot = match tunnel.quota.admit(grant.token) {
         Ok(slot) => slot,
