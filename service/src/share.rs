@@ -4,9 +4,11 @@
 //!
 //! The rule: a user below its reserve always gets a free slot; a user at or above it gets one
 //! only if the slots still free then cover what every user below its reserve is owed. So one
-//! busy user may hold `limit - reserve × (other users)`, and with the others idle that is nearly
-//! everything; the limit is never exceeded. Names not given at the start share the unreserved
-//! slots and have no reserve of their own.
+//! busy user may hold `limit - reserve × (other users)`; the limit is never exceeded. The
+//! reserves together never take more than half the limit (each is cut to `limit / (2 × users)`,
+//! but at least one while there are as many slots as users), so a busy user always gets at
+//! least about half. Names not given at the start share the unreserved slots and have no reserve
+//! of their own.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -41,15 +43,19 @@ pub struct Permit<'a> {
 }
 
 impl FairLimit {
-    /// `limit` slots for `users`, each keeping `reserve` of them for itself, or an equal part of
-    /// the limit (`limit / users`) where the reserves would not fit.
+    /// `limit` slots for `users`, each keeping `reserve` of them for itself, cut to
+    /// `limit / (2 × users)` (at least one while `limit` covers every user) so the reserves
+    /// never hold more than half the limit.
     pub fn new<'a>(limit: usize, reserve: usize, users: impl IntoIterator<Item = &'a str>) -> Self {
         let mut index = HashMap::new();
         for user in users {
             let next = index.len();
             index.entry(user.to_owned()).or_insert(next);
         }
-        let reserve = reserve.min(limit.checked_div(index.len()).unwrap_or(limit));
+        let users = index.len();
+        let half_share = limit.checked_div(2 * users).unwrap_or(limit);
+        let floor = usize::from(users > 0 && limit >= users);
+        let reserve = reserve.min(half_share.max(floor));
         let count = index.len();
         Self {
             limit,
