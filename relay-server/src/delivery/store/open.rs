@@ -32,21 +32,18 @@ pub(super) fn open_db(path: &Path) -> Result<Database, redb::Error> {
     opened.unwrap_or_else(|_| Err(redb::Error::Corrupted("redb panicked opening it".into())))
 }
 
-/// Whether an open failed because of what the file holds (so moving it aside helps), rather than
-/// because of where it is: a file another process has open, a directory the relay may not write,
-/// a failing disk. Only the first kind is moved aside; the others still stop the start.
+/// Whether an open failed because the file's bytes are broken (so moving it aside helps), rather
+/// than because of where it is (a file another process has open, a directory the relay may not
+/// write, a failing disk) or which version wrote it. Only the first kind is moved aside; the
+/// others still stop the start. An intact file in another format (`UpgradeRequired`, tables of
+/// another layout) comes from another version of redb or the relay: its updates are safe and
+/// readable by that version, so the relay refuses to start rather than strand them.
 pub(super) fn is_damaged(error: &redb::Error) -> bool {
     use redb::Error::*;
     matches!(
         error,
         // Checksums or structure do not verify, or the header is not redb's.
         Corrupted(_)
-            // A file format this redb does not read (it must be upgraded by hand).
-            | UpgradeRequired(_)
-            // Tables of another layout: not this relay's store.
-            | TableTypeMismatch { .. }
-            | TableIsMultimap(_)
-            | TypeDefinitionChanged { .. }
     ) || matches!(
         // Not a redb file at all: redb says so with this kind (the OS never does).
         error,
