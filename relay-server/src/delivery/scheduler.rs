@@ -37,6 +37,10 @@ const OVERLOAD_PAUSE: Duration = Duration::from_millis(200);
 /// After an agent vanished mid-delivery: a short pause, since the session may still be
 /// unregistering and the queue should not spin on it meanwhile.
 const AGENT_GONE_PAUSE: Duration = Duration::from_millis(20);
+/// A stored delivery waits this much longer than the deadline it gives the agent, so that the
+/// agent's own report of a slow bot (which counts as an attempt) arrives even over a slow link;
+/// only an agent silent past it is taken for one that cannot reach its bot (which does not).
+pub(crate) const SLOW_BOT_REPORT_GRACE: Duration = Duration::from_secs(5);
 /// How often expired updates are looked for. Retention is counted in hours; a minute is precise enough.
 const RETENTION_SWEEP: Duration = Duration::from_secs(60);
 
@@ -279,7 +283,10 @@ impl Scheduler {
         };
         if attempts >= inner.settings.max_attempts {
             if let Err(error) = inner.store.bury(bot, seq, &reason).await {
+                // Still pending on disk: keep it queued, and the next failure buries it.
                 store_trouble(bot, seq, &error, "move an update to the dead-letter list");
+                self.finish(update, Some(updated), Some(backoff(attempts)));
+                return;
             }
             inner.stats.buried.fetch_add(1, Ordering::Relaxed);
             if let Some(left_out) = inner.burial_log.allow() {
@@ -309,7 +316,10 @@ impl Scheduler {
                 attempt: update.attempts.saturating_add(1),
             },
         };
-        match agent.call(request, self.inner.ack_timeout).await {
+        match agent
+            .call(request, self.inner.ack_timeout + SLOW_BOT_REPORT_GRACE)
+            .await
+        {
             Ok(response) if (200..300).contains(&response.status) => Outcome::Delivered,
             Ok(response) => Outcome::Failed(AttemptError::Status(response.status)),
             Err(error) => match error.retry() {

@@ -565,6 +565,30 @@ async fn bot_timeouts_and_bad_answers_count_as_attempts_but_overload_does_not() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_slow_bot_reported_a_little_after_the_deadline_still_counts() {
+    let relay = Relay::new(DeliverySettings::default());
+    relay.run();
+    relay.accept(1, 1).await;
+    let mut agent = relay.connect();
+    let first = agent.next_request().await;
+    // The agent's report of a slow bot crossed a slow link and arrives after the deadline it
+    // was given: it is the bot's fault still, not a silent agent's.
+    for pause in [ACK_TIMEOUT, SLOW_BOT_REPORT_GRACE / 2] {
+        relay.settle().await;
+        tokio::time::advance(pause).await;
+    }
+    relay.settle().await;
+    agent.fail(&first, FailureKind::BotTimeout);
+    let second = relay
+        .request_after(&mut agent, Duration::from_secs(1))
+        .await;
+    assert_eq!(seen(&second).attempt, 2, "the slow bot cost an attempt");
+    assert_eq!(relay.stats().unreachable.load(Ordering::Relaxed), 0);
+    agent.answer(&second, 200);
+    relay.settle().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_bot_down_for_longer_than_max_attempts_gets_its_updates_in_order_once_it_is_back() {
     let relay = Relay::new(DeliverySettings {
         max_attempts: 2,
@@ -586,7 +610,9 @@ async fn a_bot_down_for_longer_than_max_attempts_gets_its_updates_in_order_once_
             "round {round}: an unreachable bot costs no attempt"
         );
         if round == 3 {
-            let cancel = relay.frame_after(&mut agent, ACK_TIMEOUT).await;
+            let cancel = relay
+                .frame_after(&mut agent, ACK_TIMEOUT + SLOW_BOT_REPORT_GRACE)
+                .await;
             assert_eq!(cancel, Frame::Cancel(request.id));
         } else {
             agent.fail(&request, FailureKind::BotUnreachable);
