@@ -21,6 +21,10 @@ use super::handle::{AgentHandle, Reply};
 /// The agent sends it right after the upgrade, so 5 s is generous; it also stays below the
 /// default heartbeat timeout, so that a silent client is told what it missed (close 4008).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a hello waits for the declared bots to be written to the data dir before the
+/// session is registered anyway (the write goes on in the background): a hung disk must not
+/// leave an agent that believes it is connected without traffic.
+const REMEMBER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the writer gets to flush a close frame when the session ends.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// One agent may serve many bots, but not an unbounded number.
@@ -75,7 +79,9 @@ pub(crate) async fn serve<S>(
                 if sent {
                     let in_flight = FairLimit::new(limits.max_in_flight_per_agent, limits.reserved_in_flight_per_bot, hello.bots.iter().map(String::as_str));
                     let handle = Arc::new(AgentHandle::new(session, hello.agent, hello.bots, outbox.clone(), in_flight));
-                    tunnel.bots.note_hello(&handle.bots, &hello.modes).await;
+                    if tokio::time::timeout(REMEMBER_TIMEOUT, tunnel.bots.note_hello(&handle.bots, &hello.modes)).await.is_err() {
+                        tracing::warn!("the data dir is slow: the declared bots are written in the background");
+                    }
                     tracing::info!(agent = %handle.name, bots = ?handle.bots, software = %hello.software, "agent connected");
                     let _registration = tunnel.registry.register(handle.clone());
                     read_answers(&mut reader, &handle, &stop).await
