@@ -147,10 +147,11 @@ impl Dialer {
                 404 => DialError::Fatal(AgentError::NoAgentEndpoint {
                     url: self.relay.endpoint(),
                 }),
-                // The relay's session caps: another agent (or a stale session) holds the places.
+                // The relay's session cap for the token, or its throttle after wrong tokens.
                 429 => DialError::Retry(
-                    "relay refused the session: this token has as many sessions as it may open \
-                     (HTTP 429, max_sessions_per_token)"
+                    "relay refused the session with HTTP 429: this token has as many sessions as \
+                     it may open (max_sessions_per_token), or this address sent too many wrong \
+                     tokens within a minute"
                         .into(),
                 ),
                 status => DialError::Retry(format!(

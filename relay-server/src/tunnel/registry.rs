@@ -22,14 +22,22 @@ impl Registry {
     /// while the old one (perhaps half-dead) is left to its heartbeat.
     pub(crate) fn register(self: &Arc<Self>, handle: Arc<AgentHandle>) -> Registration {
         let mut by_bot = self.lock();
+        // The sessions that lose bots to this one, with the bots each loses, for one log line each.
+        let mut taken: Vec<(Arc<AgentHandle>, Vec<&str>)> = Vec::new();
         for bot in &handle.bots {
             let sessions = by_bot.entry(bot.clone()).or_default();
             if let Some(previous) = sessions.last() {
-                note_takeover(bot, previous, &handle);
+                match taken.iter_mut().find(|(p, _)| Arc::ptr_eq(p, previous)) {
+                    Some((_, bots)) => bots.push(bot),
+                    None => taken.push((previous.clone(), vec![bot])),
+                }
             }
             sessions.push(handle.clone());
         }
         drop(by_bot);
+        for (previous, bots) in &taken {
+            note_takeover(bots, previous, &handle);
+        }
         self.registered.notify_one();
         Registration {
             registry: self.clone(),
@@ -66,25 +74,30 @@ impl Registry {
     }
 }
 
-/// Says in the log that `bot`'s requests move from `previous` to `newest`. The same agent
-/// reconnecting is routine; another agent taking the bot over (two agents given one token, or a
+/// Says in the log, in one line, that `bots` move from `previous` to `newest`. The same agent
+/// reconnecting is routine; another agent taking bots over (two agents given one token, or a
 /// second copy started by mistake) is worth a warning, since the first one then gets nothing.
-fn note_takeover(bot: &str, previous: &AgentHandle, newest: &AgentHandle) {
+fn note_takeover(bots: &[&str], previous: &AgentHandle, newest: &AgentHandle) {
+    /// Bots named in the line; the count says how many there are in all.
+    const NAMED: usize = 5;
+    let named = &bots[..bots.len().min(NAMED)];
     if previous.name == newest.name {
         tracing::info!(
-            bot,
+            bots = ?named,
+            count = bots.len(),
             from = previous.session,
             to = newest.session,
-            "a newer session of the same agent serves the bot"
+            "a newer session of the same agent serves the bots"
         );
     } else {
         tracing::warn!(
-            bot,
+            bots = ?named,
+            count = bots.len(),
             from = previous.session,
             from_agent = %previous.name,
             to = newest.session,
             to_agent = %newest.name,
-            "another agent took the bot over: the newest session gets its requests"
+            "another agent took the bots over: the newest session gets their requests"
         );
     }
 }

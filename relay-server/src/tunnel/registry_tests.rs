@@ -69,8 +69,23 @@ fn another_agent_taking_a_bot_over_is_a_warning_and_a_reconnect_is_not() {
     );
     assert!(
         lines[1].contains("WARN")
-            && lines[1].contains("another agent took the bot over")
+            && lines[1].contains("another agent took the bots over")
             && lines[1].contains("to_agent=office"),
         "{log}"
     );
+}
+
+#[test]
+fn an_agent_with_many_bots_reconnecting_is_one_line() {
+    let registry = Arc::new(Registry::default());
+    let bots: Vec<String> = (0..100).map(|n| format!("bot{n}")).collect();
+    let names: Vec<&str> = bots.iter().map(String::as_str).collect();
+    let (first, _q1) = handle(1, &names, 1);
+    let (again, _q2) = handle(2, &names, 1);
+    let log = logged(|| {
+        let _first = registry.register(first);
+        let _again = registry.register(again);
+    });
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("count=100"), "{log}");
 }

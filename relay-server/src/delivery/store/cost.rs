@@ -68,8 +68,13 @@ pub(crate) const HEADER_OVERHEAD: u64 =
 /// What holding `record` costs: its bytes, the fixed overhead, and the overhead of each header
 /// it holds. A record too damaged to count its headers in is charged as if it had none.
 pub(super) fn of_record(record: &[u8]) -> u64 {
-    let headers = header_count(record).unwrap_or(0);
-    record.len() as u64 + UPDATE_OVERHEAD + headers * HEADER_OVERHEAD
+    // Each header takes at least two bytes of the record, so a count past that is garbage.
+    let headers = header_count(record)
+        .unwrap_or(0)
+        .min(record.len() as u64 / 2);
+    (record.len() as u64)
+        .saturating_add(UPDATE_OVERHEAD)
+        .saturating_add(headers.saturating_mul(HEADER_OVERHEAD))
 }
 
 /// The number of headers in an encoded record, read from its prefix without decoding the rest:
