@@ -150,16 +150,26 @@ async fn connection(
     drop(admitted);
 }
 
+/// How long a connection on an agent-reserve slot has to send its whole request. An agent sends
+/// its upgrade right after connecting; a short deadline makes a flood of silent connections pay
+/// for every reserve slot it holds with a new connection every two seconds.
+const RESERVE_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The bounds of a connection's life; a connection on an agent-reserve slot gets one request,
-/// and no more time for it than a header block may take.
+/// and [`RESERVE_REQUEST_TIMEOUT`] (or less) to send it.
 fn lifetime(limits: &Limits, reserved: bool) -> Lifetime {
+    let reserve_deadline = limits.header_read_timeout.min(RESERVE_REQUEST_TIMEOUT);
     Lifetime {
         idle: if reserved {
-            limits.header_read_timeout
+            reserve_deadline
         } else {
             limits.keep_alive_timeout
         },
-        header: limits.header_read_timeout,
+        header: if reserved {
+            reserve_deadline
+        } else {
+            limits.header_read_timeout
+        },
         max_age: limits.max_connection_age,
         max_requests: if reserved {
             1
