@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::store::StoreError;
+
 /// What happened to stored updates, for logs, the admin API and metrics.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -79,6 +81,16 @@ impl LogBudget {
         }
         state.written += 1;
         Some(std::mem::take(&mut state.left_out))
+    }
+}
+
+/// Logs a store change a delivery could not make. While the store is failing, that was logged
+/// once when it started, so each one is only a debug line.
+pub(crate) fn store_trouble(bot: &str, seq: u64, error: &StoreError, change: &'static str) {
+    if matches!(error, StoreError::Failing(_)) {
+        tracing::debug!(bot, seq, %error, change, "store failing: change not made");
+    } else {
+        tracing::error!(bot, seq, %error, change, "store change failed");
     }
 }
 

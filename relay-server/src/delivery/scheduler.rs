@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::notice::{LogBudget, Stats};
+use super::notice::{LogBudget, Stats, store_trouble};
 use super::queues::Queues;
 use super::store::{NewUpdate, Store, StoreError, StoredUpdate, clip};
 use crate::config::DeliverySettings;
@@ -375,16 +375,6 @@ impl Scheduler {
             .queues
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// Logs a store change a delivery could not make. While the store is failing, that was logged
-/// once when it started, so each one is only a debug line.
-fn store_trouble(bot: &str, seq: u64, error: &StoreError, change: &'static str) {
-    if matches!(error, StoreError::Failing(_)) {
-        tracing::debug!(bot, seq, %error, change, "store failing: change not made");
-    } else {
-        tracing::error!(bot, seq, %error, change, "store change failed");
     }
 }
 
