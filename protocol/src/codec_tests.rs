@@ -187,3 +187,47 @@ fn frame_limit_is_capped() {
     assert_eq!(frame_limit(1024), 1024 + HEAD_ROOM);
     assert_eq!(frame_limit(usize::MAX), MAX_FRAME_LEN);
 }
+
+#[test]
+fn frames_on_either_side_of_each_decode_step_round_trip() {
+    // The decode limit steps at 4 KiB and ×4 from there; a frame just over a step holds strings
+    // and a body that claim nearly all of its bytes.
+    for step in [4, 16, 64, 256, 1024, 4096].map(|kib| kib * 1024) {
+        for len in [
+            step - 200,
+            step - 150,
+            step - 90,
+            step - 1,
+            step,
+            step + 1,
+            step + 90,
+        ] {
+            let frame = request(vec![b'x'; len].into());
+            let bytes = encode(&frame).expect("encode");
+            assert_eq!(
+                decode(&bytes, MAX_FRAME_LEN).expect("decode"),
+                frame,
+                "{len}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_frame_of_many_empty_headers_decodes_though_it_claims_eight_times_its_size() {
+    // Each empty header is two bytes on the wire (two one-byte length prefixes), and each prefix
+    // claims 8 bytes against bincode's limit.
+    for count in [100, 255, 256, 1_000, 2_048, 30_000, 130_000] {
+        let Frame::Request(mut request) = request(Bytes::new()) else {
+            unreachable!("request() builds a request")
+        };
+        request.headers = vec![(String::new(), Bytes::new()); count];
+        let frame = Frame::Request(request);
+        let bytes = encode(&frame).expect("encode");
+        assert_eq!(
+            decode(&bytes, MAX_FRAME_LEN).expect("decode"),
+            frame,
+            "{count}"
+        );
+    }
+}
