@@ -231,3 +231,29 @@ fn a_frame_of_many_empty_headers_decodes_though_it_claims_eight_times_its_size()
         );
     }
 }
+
+/// The fuzz target's seed corpus is the frames above as this build encodes them, so that the
+/// fuzzer starts from real frames. `WRITE_FUZZ_SEEDS=1 cargo test -p protocol fuzz_seeds` writes
+/// them after a change to the wire format.
+#[test]
+fn the_fuzz_seeds_are_frames_this_build_encodes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/frame_decode");
+    let write = std::env::var_os("WRITE_FUZZ_SEEDS").is_some();
+    if write {
+        std::fs::create_dir_all(&dir).expect("create the seed dir");
+    }
+    for (n, frame) in all_frames().iter().enumerate() {
+        let path = dir.join(format!("frame-{n}.bin"));
+        let bytes = encode(frame).expect("encode");
+        if write {
+            std::fs::write(&path, &bytes).expect("write a seed");
+        }
+        let seed = std::fs::read(&path).expect("seed exists (WRITE_FUZZ_SEEDS=1 writes it)");
+        assert_eq!(
+            seed,
+            bytes,
+            "{} is stale: WRITE_FUZZ_SEEDS=1 rewrites it",
+            path.display()
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! Any bytes as a webhook body: reading `update_id` and the queue never panics or hangs, and the
+//! queue is one of the three shapes the scheduler expects. A body the reader takes as an update
+//! is one that serde_json reads as an object with that `update_id`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use relay_server::fuzzing::read_update;
+
+fuzz_target!(|data: &[u8]| {
+    let (update_id, queue) = read_update(data);
+    let id = |prefix: &str| {
+        queue
+            .strip_prefix(prefix)
+            .is_some_and(|id| id.parse::<i64>().is_ok())
+    };
+    assert!(
+        queue == "bot" || id("chat:") || id("user:"),
+        "unexpected queue {queue:?}"
+    );
+    if let Some(update_id) = update_id {
+        // The reader may stop early, so only the part it read is known to be JSON; the whole
+        // body parsing is not required. When it does parse, it must agree.
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(data) {
+            assert_eq!(
+                map.get("update_id").and_then(serde_json::Value::as_i64),
+                Some(update_id),
+                "the reader found another update_id than serde_json"
+            );
+        }
+    } else {
+        assert_eq!(queue, "bot", "a queue without an update_id");
+    }
+});
