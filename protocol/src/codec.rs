@@ -1,21 +1,27 @@
 //! The one place frames become bytes and bytes become frames (serde + bincode 2).
 //!
 //! Every decode checks the input length against a limit before it looks inside, and bincode's
-//! own limit stops any length prefix from claiming more than [`MAX_FRAME_LEN`]; a malformed or
-//! hostile message is an error, never a panic or an unbounded allocation.
+//! own limit stops the length prefixes from claiming, all together, more than a small multiple of
+//! the bytes actually present (see `decode_prefix`); a malformed or hostile message is an error,
+//! never a panic or an allocation out of proportion to its size.
 
 use crate::frame::Frame;
 use crate::limits::{HEAD_ROOM, MAX_FRAME_LEN};
 
 /// Fixed-width integers would make every id and length 8 bytes; varints keep small frames small.
 /// The limit bounds what any length prefix inside a frame may claim.
-type Config = bincode::config::Configuration<
+type Config<const LIMIT: usize> = bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<MAX_FRAME_LEN>,
+    bincode::config::Limit<LIMIT>,
 >;
 
-const CONFIG: Config = bincode::config::standard().with_limit::<MAX_FRAME_LEN>();
+/// The settings frames are encoded with; decoding uses the same ones with a tighter limit.
+const CONFIG: Config<MAX_FRAME_LEN> = config();
+
+const fn config<const LIMIT: usize>() -> Config<LIMIT> {
+    bincode::config::standard().with_limit::<LIMIT>()
+}
 
 /// A frame could not be encoded (in practice only when it is larger than allowed).
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +111,7 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(
             limit,
         });
     }
-    let (value, used) = bincode::serde::decode_from_slice(bytes, CONFIG)?;
+    let (value, used) = decode_prefix(bytes)?;
     if used != bytes.len() {
         return Err(DecodeError::Length(bytes.len() - used));
     }
@@ -116,10 +122,45 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(
 /// can name the side to upgrade even when the rest of a newer hello does not decode.
 /// Returns `None` when the message does not start like a hello at all.
 pub fn peek_hello_version(bytes: &[u8]) -> Option<u16> {
-    let ((variant, version), _): ((u32, u16), usize) =
-        bincode::serde::decode_from_slice(bytes, CONFIG).ok()?;
+    let ((variant, version), _): ((u32, u16), usize) = decode_prefix(bytes).ok()?;
     (variant == 0).then_some(version)
 }
+
+/// Decodes a `T` from the start of `bytes`, with a bincode limit that is the smallest of a few
+/// steps (4 KiB, then ×4 up to [`MAX_FRAME_LEN`]) at or above [`CLAIM_PER_BYTE`] times
+/// `bytes.len()`.
+///
+/// bincode allocates a string or byte buffer at its declared length before it reads the bytes,
+/// and its limit, a constant, is all that checks the declaration first: with [`MAX_FRAME_LEN`]
+/// alone, a 16-byte message declaring a 15 MB body cost a 15 MB allocation before the error. With
+/// the step, what one message can make the decoder allocate stays under 4 KiB for a small message
+/// and under 32 times its size (never over [`MAX_FRAME_LEN`]) for a larger one. Lists are bounded
+/// apart from this, where the frames are declared (`frame::bounded_list`): bincode does not count
+/// them against its limit.
+fn decode_prefix<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    fn with<T: serde::de::DeserializeOwned, const LIMIT: usize>(
+        bytes: &[u8],
+    ) -> Result<(T, usize), bincode::error::DecodeError> {
+        bincode::serde::decode_from_slice(bytes, config::<LIMIT>())
+    }
+    const KIB: usize = 1024;
+    match bytes.len().saturating_mul(CLAIM_PER_BYTE) {
+        claim if claim <= 4 * KIB => with::<T, { 4 * KIB }>(bytes),
+        claim if claim <= 16 * KIB => with::<T, { 16 * KIB }>(bytes),
+        claim if claim <= 64 * KIB => with::<T, { 64 * KIB }>(bytes),
+        claim if claim <= 256 * KIB => with::<T, { 256 * KIB }>(bytes),
+        claim if claim <= 1024 * KIB => with::<T, { 1024 * KIB }>(bytes),
+        claim if claim <= 4096 * KIB => with::<T, { 4096 * KIB }>(bytes),
+        _ => with::<T, MAX_FRAME_LEN>(bytes),
+    }
+}
+
+/// The most a valid message claims against bincode's limit per byte it holds: a string or body
+/// claims its length, but every integer claims its width in memory, 8 bytes for a `u64` (a length
+/// prefix, an id) whose varint may take one.
+const CLAIM_PER_BYTE: usize = 8;
 
 #[cfg(test)]
 #[path = "codec_tests.rs"]

@@ -187,3 +187,73 @@ fn frame_limit_is_capped() {
     assert_eq!(frame_limit(1024), 1024 + HEAD_ROOM);
     assert_eq!(frame_limit(usize::MAX), MAX_FRAME_LEN);
 }
+
+#[test]
+fn frames_on_either_side_of_each_decode_step_round_trip() {
+    // The decode limit steps at 4 KiB and ×4 from there; a frame just over a step holds strings
+    // and a body that claim nearly all of its bytes.
+    for step in [4, 16, 64, 256, 1024, 4096].map(|kib| kib * 1024) {
+        for len in [
+            step - 200,
+            step - 150,
+            step - 90,
+            step - 1,
+            step,
+            step + 1,
+            step + 90,
+        ] {
+            let frame = request(vec![b'x'; len].into());
+            let bytes = encode(&frame).expect("encode");
+            assert_eq!(
+                decode(&bytes, MAX_FRAME_LEN).expect("decode"),
+                frame,
+                "{len}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_frame_of_many_empty_headers_decodes_though_it_claims_eight_times_its_size() {
+    // Each empty header is two bytes on the wire (two one-byte length prefixes), and each prefix
+    // claims 8 bytes against bincode's limit.
+    for count in [100, 255, 256, 1_000, 2_048, 30_000, 130_000] {
+        let Frame::Request(mut request) = request(Bytes::new()) else {
+            unreachable!("request() builds a request")
+        };
+        request.headers = vec![(String::new(), Bytes::new()); count];
+        let frame = Frame::Request(request);
+        let bytes = encode(&frame).expect("encode");
+        assert_eq!(
+            decode(&bytes, MAX_FRAME_LEN).expect("decode"),
+            frame,
+            "{count}"
+        );
+    }
+}
+
+/// The fuzz target's seed corpus is the frames above as this build encodes them, so that the
+/// fuzzer starts from real frames. `WRITE_FUZZ_SEEDS=1 cargo test -p protocol fuzz_seeds` writes
+/// them after a change to the wire format.
+#[test]
+fn the_fuzz_seeds_are_frames_this_build_encodes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/frame_decode");
+    let write = std::env::var_os("WRITE_FUZZ_SEEDS").is_some();
+    if write {
+        std::fs::create_dir_all(&dir).expect("create the seed dir");
+    }
+    for (n, frame) in all_frames().iter().enumerate() {
+        let path = dir.join(format!("frame-{n}.bin"));
+        let bytes = encode(frame).expect("encode");
+        if write {
+            std::fs::write(&path, &bytes).expect("write a seed");
+        }
+        let seed = std::fs::read(&path).expect("seed exists (WRITE_FUZZ_SEEDS=1 writes it)");
+        assert_eq!(
+            seed,
+            bytes,
+            "{} is stale: WRITE_FUZZ_SEEDS=1 rewrites it",
+            path.display()
+        );
+    }
+}

@@ -59,9 +59,11 @@ pub struct Hello {
     /// The agent's software version, for logs.
     pub software: String,
     /// The bots this agent serves.
+    #[serde(deserialize_with = "bounded_list")]
     pub bots: Vec<String>,
     /// The delivery mode the agent asks for, for some of its bots. The relay's own configuration
     /// of a bot wins over it.
+    #[serde(deserialize_with = "bounded_list")]
     pub modes: Vec<(String, DeliveryMode)>,
 }
 
@@ -130,6 +132,7 @@ pub struct Request {
     /// The query string without the `?`, if the request had one.
     pub query: Option<String>,
     /// The request headers, with `X-Forwarded-For` and `X-Forwarded-Proto` added by the relay.
+    #[serde(deserialize_with = "bounded_list")]
     pub headers: Vec<Header>,
     /// The body bytes, untouched.
     pub body: Bytes,
@@ -164,6 +167,7 @@ pub struct Response {
     /// The bot's status code.
     pub status: u16,
     /// The bot's headers, minus hop-by-hop ones.
+    #[serde(deserialize_with = "bounded_list")]
     pub headers: Vec<Header>,
     /// The bot's body bytes, untouched.
     pub body: Bytes,
@@ -194,4 +198,37 @@ pub enum FailureKind {
     Rejected,
     /// The agent has too much in flight (relay answers 503).
     Overloaded,
+}
+
+/// Room reserved up front for a list in a frame, in entries: a request has a dozen or two headers
+/// and an agent a few bots, so this is rarely outgrown.
+const LIST_PREALLOC: usize = 32;
+
+/// Reads a list whose declared length is not trusted for the allocation: serde reserves room for
+/// up to 1 MiB of entries on the length prefix alone, so a 16-byte frame declaring a million
+/// headers cost 1 MiB before it failed. The list grows only as entries actually arrive.
+fn bounded_list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct List<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for List<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a list")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(LIST_PREALLOC));
+            while let Some(entry) = seq.next_element()? {
+                list.push(entry);
+            }
+            Ok(list)
+        }
+    }
+
+    deserializer.deserialize_seq(List(std::marker::PhantomData))
 }

@@ -4,6 +4,8 @@
 //! # Layout
 //! Top to bottom: each module imports only modules listed below it.
 //! - the crate root, [`run`]: dial, run a session, and on a retryable ending wait and dial again.
+//! - `fuzzing`: thin entry points for the fuzz targets in `fuzz/`, hidden from the docs; not an
+//!   API.
 //! - [`relay`]: the link to the relay.
 //!   - [`relay::session`]: one connection: the hello, then many requests in flight at once.
 //!   - [`relay::connect`]: TCP, TLS and the WebSocket upgrade with the bearer token.
@@ -36,6 +38,8 @@ mod api;
 mod bot;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod relay;
 mod stats;
 mod text;

@@ -9,6 +9,8 @@
 //! # Layout
 //! In the order of the data path; each module imports only modules listed below it.
 //! - [`Relay`] (here): prepares the state and runs the edge, the admin API and stored delivery.
+//! - `fuzzing`: thin entry points for the fuzz targets in `fuzz/`, hidden from the docs; not an
+//!   API.
 //! - `edge`: the public port: listener, TLS, the webhook intake and its checks.
 //! - [`admin`]: the admin API and its command-line client.
 //! - `delivery`: the live-or-stored decision, the per-chat scheduler and the durable store.
@@ -26,6 +28,8 @@ pub mod config;
 pub mod data_dir;
 mod delivery;
 mod edge;
+#[doc(hidden)]
+pub mod fuzzing;
 mod response;
 pub mod tunnel;
 

@@ -111,6 +111,12 @@ impl Config {
         Self::merge(cli, file)
     }
 
+    /// Parses `text` as the file `path` holds and lays the flags over it: [`Config::from_cli`]
+    /// without the read, for the config fuzz target (`crate::fuzzing`).
+    pub(crate) fn from_file_text(cli: Cli, path: &Path, text: &str) -> Result<Self, ConfigError> {
+        Self::merge(cli, FileConfig::parse(path, text)?)
+    }
+
     pub(super) fn merge(cli: Cli, file: FileConfig) -> Result<Self, ConfigError> {
         let tls = if cli.no_tls || file.tls.enabled == Some(false) {
             TlsMode::Off
