@@ -141,6 +141,16 @@ async fn when_many_addresses_fill_the_pool_an_agent_still_connects_through_the_r
         reply.headers.get("connection").map(|v| v.as_bytes()),
         Some(&b"close"[..])
     );
+
+    // A silent connection on a reserve slot gives it back within 2 s, well before the 10 s a
+    // header block may take on an ordinary connection.
+    let mut silent = connect_from([127, 0, 0, 6], relay.addr)
+        .await
+        .expect("connect");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(4)).await,
+        "a reserve slot is held only briefly"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
