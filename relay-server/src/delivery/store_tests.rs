@@ -32,6 +32,25 @@ fn open_with(path: &Path, limits: StoreLimits) -> (Store, Vec<StoredUpdate>) {
 
 /// An update with everything that must survive byte for byte: duplicate headers, header bytes
 /// that are not UTF-8, and a binary body.
+/// A JSON update `n` of bot `echo` in chat 1, with `body`: the fixture of the tests of the
+/// store's open and writer modules.
+pub(super) fn chat_update(n: i64, body: Bytes) -> NewUpdate {
+    NewUpdate {
+        bot: "echo".into(),
+        queue: "chat:1".into(),
+        update_id: Some(n),
+        received_at_ms: 1,
+        method: "POST".into(),
+        path: String::new(),
+        query: None,
+        headers: vec![(
+            "content-type".into(),
+            Bytes::from_static(b"application/json"),
+        )],
+        body,
+    }
+}
+
 fn update(bot: &str, queue: &str, n: u8, received_at_ms: u64) -> NewUpdate {
     NewUpdate {
         bot: bot.into(),

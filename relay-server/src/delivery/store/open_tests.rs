@@ -5,26 +5,14 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use test_support::TempDir;
 
+use super::super::tests::chat_update;
 use super::super::{NewUpdate, Store, StoreLimits};
 
 /// A body no redb structure contains, to find the records in the file.
 const MARKER: &[u8] = b"MARKER-of-a-stored-update-body-0123456789";
 
 fn update(n: i64) -> NewUpdate {
-    NewUpdate {
-        bot: "echo".into(),
-        queue: "chat:1".into(),
-        update_id: Some(n),
-        received_at_ms: 1,
-        method: "POST".into(),
-        path: String::new(),
-        query: None,
-        headers: vec![(
-            "content-type".into(),
-            Bytes::from_static(b"application/json"),
-        )],
-        body: Bytes::from([MARKER, &[b' '; 2000]].concat()),
-    }
+    chat_update(n, Bytes::from([MARKER, &[b' '; 2000]].concat()))
 }
 
 /// A real store file holding a few updates, closed.

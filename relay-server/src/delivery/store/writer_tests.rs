@@ -5,23 +5,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use test_support::Tmpfs;
 
+use super::super::tests::chat_update;
 use super::super::{NewUpdate, Store, StoreError, StoreLimits, StoredUpdate};
 
 fn update(n: i64) -> NewUpdate {
-    NewUpdate {
-        bot: "echo".into(),
-        queue: "chat:1".into(),
-        update_id: Some(n),
-        received_at_ms: 1,
-        method: "POST".into(),
-        path: String::new(),
-        query: None,
-        headers: vec![(
-            "content-type".into(),
-            Bytes::from_static(b"application/json"),
-        )],
-        body: Bytes::from(vec![b'x'; 3000]),
-    }
+    chat_update(n, Bytes::from(vec![b'x'; 3000]))
 }
 
 fn ids(updates: &[StoredUpdate]) -> Vec<i64> {
