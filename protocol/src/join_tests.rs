@@ -106,7 +106,9 @@ fn refuses_a_bad_relay_token_or_pin_inside() {
         Err(JoinError::Shape(_))
     ));
     assert_eq!(
-        Join::parse(&encode(r#"{"relay":"wss://x","token":"t","pin":"sha256:00"}"#)),
+        Join::parse(&encode(
+            r#"{"relay":"wss://x","token":"t","pin":"sha256:00"}"#
+        )),
         Err(JoinError::Pin(PinError::Digits))
     );
 }
@@ -174,7 +176,9 @@ fn refuses_pins_that_are_not_64_hex_digits_after_sha256() {
         Err(PinError::Digits)
     );
     assert_eq!(
-        Pin::parse("sha256:E3:B0:C4:42:98:FC:1C:14:9A:FB:F4:C8:99:6F:B9:24:27:AE:41:E4:64:9B:93:4C:A4:95:99:1B:78:52:B8:5"),
+        Pin::parse(
+            "sha256:E3:B0:C4:42:98:FC:1C:14:9A:FB:F4:C8:99:6F:B9:24:27:AE:41:E4:64:9B:93:4C:A4:95:99:1B:78:52:B8:5"
+        ),
         Err(PinError::Digits)
     );
     assert_eq!(Pin::parse("sha256:é"), Err(PinError::Digits));

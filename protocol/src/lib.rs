@@ -39,8 +39,8 @@ pub use frame::{
     Delivery, DeliveryMode, Failure, FailureKind, Frame, HOP_BY_HOP, Header, Hello, HelloAck,
     Request, RequestId, Response, is_hop_by_hop,
 };
-pub use limits::{HEAD_ROOM, MAX_BODY_LIMIT, MAX_FRAME_LEN};
 pub use join::{JOIN_PREFIX, Join, JoinError, MAX_JOIN_LEN, Pin, PinError};
+pub use limits::{HEAD_ROOM, MAX_BODY_LIMIT, MAX_FRAME_LEN};
 pub use link::{LinkConfig, LinkError, LinkReader, Outbox};
 pub use progress::{Progress, Tracked};
 pub use secret::Secret;
