@@ -96,7 +96,7 @@ pub enum AgentError {
 
     /// The relay could not be reached within the startup timeout.
     #[error(
-        "cannot reach the relay at {url}: {error}; check --relay and that relay-server is running"
+        "cannot reach the relay at {url}: {error}; check --relay (or --join) and that relay-server is running"
     )]
     Unreachable {
         /// The relay URL as configured.
