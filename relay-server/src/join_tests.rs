@@ -17,7 +17,7 @@ fn a_self_signed_relay_joins_with_its_url_token_and_pin() {
     let (token, _) = crate::data_dir::load_or_create_token(&data_dir.agent_token()).expect("token");
     let made = self_signed::ensure(&data_dir, Some("relay.example.com"), Some(KeyKind::Ecdsa))
         .expect("cert");
-    let join = join_value(&config, config.listen).expect("join");
+    let join = join_value(&config, config.listen, None).expect("join");
     assert_eq!(join.relay, "wss://relay.example.com:8443");
     assert_eq!(join.token, token);
     assert_eq!(join.pin, Some(Pin::of(&made.key.cert[0])));
@@ -30,8 +30,16 @@ fn without_tls_or_with_acme_there_is_no_pin_and_the_scheme_follows() {
     let mut config = config(dir.path());
     config.agent_token = Some(Secret::new("a-token-of-sixteen-chars"));
     config.tls = TlsMode::Off;
-    let join = join_value(&config, config.listen).expect("join");
-    assert_eq!(join.relay, "ws://relay.example.com:8443");
+    assert!(
+        matches!(
+            join_value(&config, config.listen, None),
+            Err(JoinUnavailable::Plaintext)
+        ),
+        "no plain ws:// join across a network: the token would travel in clear"
+    );
+    config.public_host = Some("localhost".into());
+    let join = join_value(&config, config.listen, None).expect("join");
+    assert_eq!(join.relay, "ws://localhost:8443");
     assert_eq!(join.pin, None);
     config.public_host = None;
     config.tls = TlsMode::Acme(crate::config::AcmeSettings {
@@ -41,7 +49,7 @@ fn without_tls_or_with_acme_there_is_no_pin_and_the_scheme_follows() {
         ca: None,
         http_listen: None,
     });
-    let join = join_value(&config, config.listen).expect("join");
+    let join = join_value(&config, config.listen, None).expect("join");
     assert_eq!(
         join.relay, "wss://acme.example.com:8443",
         "the first ACME domain"
@@ -53,7 +61,7 @@ fn without_tls_or_with_acme_there_is_no_pin_and_the_scheme_follows() {
 fn what_is_missing_is_named() {
     let dir = test_support::TempDir::new("join-missing");
     let mut config = config(dir.path());
-    let error = join_value(&config, config.listen)
+    let error = join_value(&config, config.listen, None)
         .expect_err("no token yet")
         .to_string();
     assert!(
@@ -62,7 +70,7 @@ fn what_is_missing_is_named() {
     );
     config.public_host = None;
     assert!(matches!(
-        join_value(&config, config.listen),
+        join_value(&config, config.listen, None),
         Err(JoinUnavailable::NoHost)
     ));
     std::fs::write(
@@ -72,7 +80,7 @@ fn what_is_missing_is_named() {
     .expect("token");
     config.tls = TlsMode::Off;
     let bound = "[::1]:9000".parse().expect("addr");
-    let join = join_value(&config, bound).expect("a specific address names the host");
+    let join = join_value(&config, bound, None).expect("a specific address names the host");
     assert_eq!(join.relay, "ws://[::1]:9000");
     config.public_host = Some("relay.example.com".into());
     config.agents.push(AgentGrant {
@@ -81,7 +89,55 @@ fn what_is_missing_is_named() {
         bots: vec!["echo".into()],
     });
     assert!(matches!(
-        join_value(&config, config.listen),
+        join_value(&config, config.listen, None),
         Err(JoinUnavailable::PerAgentTokens)
     ));
+}
+
+#[test]
+fn an_agents_own_token_is_joined_by_its_name() {
+    let dir = test_support::TempDir::new("join-agent");
+    let mut config = config(dir.path());
+    config.tls = TlsMode::Files {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    let (cert, _) =
+        self_signed::generate(&["relay.example.com".into()], KeyKind::Ecdsa).expect("cert");
+    std::fs::write(dir.path().join("cert.pem"), cert).expect("write");
+    config.agents.push(AgentGrant {
+        name: "office".into(),
+        token: Secret::new("office-token-0123456789"),
+        bots: vec!["echo".into()],
+    });
+    let join = join_value(&config, config.listen, Some("office")).expect("join");
+    assert_eq!(join.token.expose(), "office-token-0123456789");
+    assert!(
+        join.pin.is_some(),
+        "a certificate file that signed itself is pinned too"
+    );
+    assert!(matches!(
+        join_value(&config, config.listen, Some("home")),
+        Err(JoinUnavailable::UnknownAgent(name)) if name == "home"
+    ));
+}
+
+#[test]
+fn a_certificate_made_for_another_host_is_not_pinned() {
+    let dir = test_support::TempDir::new("join-stale");
+    let mut config = config(dir.path());
+    config.agent_token = Some(Secret::new("a-token-of-sixteen-chars"));
+    self_signed::ensure(
+        &DataDir::new(dir.path()),
+        Some("old.example.com"),
+        Some(KeyKind::Ecdsa),
+    )
+    .expect("cert");
+    let error = join_value(&config, config.listen, None).expect_err("stale");
+    assert!(
+        matches!(error, JoinUnavailable::StaleCertificate(_)),
+        "{error}"
+    );
+    config.public_host = Some("old.example.com".into());
+    assert!(join_value(&config, config.listen, None).is_ok());
 }

@@ -216,6 +216,13 @@ impl Relay {
         self.reload.clone()
     }
 
+    /// Uses `reload` as [`Relay::reload_handle`]: for a handle made before the relay, so that
+    /// SIGHUP is caught from the first moment of the process.
+    pub fn reloaded_by(mut self, reload: Reload) -> Self {
+        self.reload = reload;
+        self
+    }
+
     /// Whether the listener speaks TLS.
     pub fn tls_enabled(&self) -> bool {
         self.tls.is_some()

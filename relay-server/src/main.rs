@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     if let Some(command) = command {
         let done = match command {
             Command::Cert => relay_server::certificate_report(&config).map_err(anyhow::Error::from),
-            Command::Join => join_value(&config),
+            Command::Join { agent } => join_value(&config, agent.as_deref()),
             Command::Admin(command) => runtime.block_on(admin_command(command, &config)),
         };
         return match done {
@@ -109,7 +109,13 @@ async fn serve(config: Config, config_file: Option<&Path>) -> anyhow::Result<()>
             .saturating_add(limits.agent_reserve)
             .saturating_add(limits.max_agent_sessions),
     );
-    let relay = Relay::prepare(config)?;
+    // SIGHUP is caught from here on: its default action would end the relay, and preparing
+    // (a new RSA key, opening the store) can take a moment.
+    let reload = relay_server::Reload::default();
+    let requests = reload.clone();
+    service::on_reload_signal(move || requests.request())
+        .map_err(|error| anyhow!("cannot watch for SIGHUP: {error}"))?;
+    let relay = Relay::prepare(config)?.reloaded_by(reload);
     let address = relay.config().listen;
     let listener = TcpListener::bind(address).await.map_err(|error| match error.kind() {
         std::io::ErrorKind::AddrInUse => anyhow!(
@@ -129,9 +135,6 @@ async fn serve(config: Config, config_file: Option<&Path>) -> anyhow::Result<()>
     let shutdown = CancellationToken::new();
     service::cancel_on_signal(shutdown.clone())
         .map_err(|error| anyhow!("cannot watch for signals: {error}"))?;
-    let reload = relay.reload_handle();
-    service::on_reload_signal(move || reload.request())
-        .map_err(|error| anyhow!("cannot watch for SIGHUP: {error}"))?;
     print_banner(&relay, &listener, config_file);
     relay.run_with_admin(listener, admin, shutdown).await;
     Ok(())
@@ -156,8 +159,8 @@ async fn admin_command(command: AdminCommand, config: &Config) -> anyhow::Result
 }
 
 /// `relay-server join`: the join value, for `RELAY_JOIN`.
-fn join_value(config: &Config) -> anyhow::Result<String> {
-    Ok(relay_server::join::join_value(config, config.listen)?.encode())
+fn join_value(config: &Config, agent: Option<&str>) -> anyhow::Result<String> {
+    Ok(relay_server::join::join_value(config, config.listen, agent)?.encode())
 }
 
 /// Tells a new user the two things they need: the agent command and the webhook URL.
@@ -165,13 +168,15 @@ fn print_banner(relay: &Relay, listener: &TcpListener, config_file: Option<&Path
     let config = relay.config();
     let address = listener.local_addr().unwrap_or(config.listen);
     let port = address.port();
-    let named = config.advertised_host().map(str::to_owned).or_else(|| {
-        (!address.ip().is_unspecified()).then(|| match address.ip() {
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        })
-    });
-    let host = named.clone().unwrap_or_else(|| "HOST".into());
+    let named = match config.advertised_host() {
+        Some(host) => Some(host.to_owned()),
+        None => (!address.ip().is_unspecified()).then(|| address.ip().to_string()),
+    };
+    // An IPv6 address goes in brackets in a URL.
+    let host = match named.as_deref().map(str::parse::<std::net::Ipv6Addr>) {
+        Some(Ok(ip)) => format!("[{ip}]"),
+        _ => named.clone().unwrap_or_else(|| "HOST".into()),
+    };
     let http = if relay.tls_enabled() { "https" } else { "http" };
     println!(
         "relay-server {} listening on {address} ({http})",
@@ -181,7 +186,7 @@ fn print_banner(relay: &Relay, listener: &TcpListener, config_file: Option<&Path
     println!("Webhook URL of bot NAME:   {http}://{host}:{port}/hook/NAME");
     println!("Run the agent beside the bot:");
     let bot = "--bot NAME=http://127.0.0.1:PORT/PATH";
-    match relay_server::join::join_value(config, address) {
+    match relay_server::join::join_value(config, address, None) {
         // The value holds the token, so it is shown once, when the token is made; later starts
         // name the command that prints it, so logs that capture stdout (the journal) do not keep
         // repeating a secret.
@@ -204,8 +209,25 @@ fn print_banner(relay: &Relay, listener: &TcpListener, config_file: Option<&Path
             println!("  RELAY_JOIN=<the value `{command}` prints here> relay-agent {bot}");
         }
         Err(why) => {
-            let ws = if relay.tls_enabled() { "wss" } else { "ws" };
-            println!("  RELAY_AGENT_TOKEN=TOKEN relay-agent --relay {ws}://{host}:{port} {bot}");
+            // The long form: as on the start that made it, the token is shown once.
+            let token = match (relay.any_bot_token(), relay.token_file()) {
+                (Some(token), Some(_)) if relay.token_is_new() => token.expose().to_owned(),
+                (Some(_), Some(file)) => {
+                    let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+                    format!("\"$(cat {})\"", file.display())
+                }
+                _ => "TOKEN".to_owned(),
+            };
+            let relay_url = if relay.tls_enabled() {
+                format!("wss://{host}:{port}")
+            } else {
+                "wss://PROXY-HOST".to_owned()
+            };
+            let pin = match (relay.self_signed_cert(), relay.fingerprint()) {
+                (Some(_), Some(pin)) => format!(" --pin {pin}"),
+                _ => String::new(),
+            };
+            println!("  RELAY_AGENT_TOKEN={token} relay-agent --relay {relay_url}{pin} {bot}");
             println!("(no join value: {why})");
         }
     }

@@ -72,12 +72,7 @@ pub enum TlsError {
 #[derive(Debug, Clone)]
 pub(crate) enum Source {
     /// Files, read again when they change ([`watch`]).
-    Files {
-        /// PEM certificate chain.
-        cert: PathBuf,
-        /// PEM private key.
-        key: PathBuf,
-    },
+    Files(watch::WatchedFiles),
     /// The relay's own certificate, whose public file is given to agents and Telegram.
     SelfSigned {
         /// The PEM certificate.
@@ -107,13 +102,10 @@ pub(crate) fn load(
 ) -> Result<Option<Tls>, TlsError> {
     let (key, source) = match mode {
         TlsMode::Off => return Ok(None),
-        TlsMode::Files { cert, key } => (
-            pem::read_pair(cert, key)?,
-            Source::Files {
-                cert: cert.clone(),
-                key: key.clone(),
-            },
-        ),
+        TlsMode::Files { cert, key } => {
+            let watched = watch::WatchedFiles::new(cert.clone(), key.clone());
+            (pem::read_pair(cert, key)?, Source::Files(watched))
+        }
         TlsMode::SelfSigned { key } => {
             let made = self_signed::ensure(data_dir, public_host, *key)?;
             (
@@ -189,8 +181,7 @@ fn provider() -> CryptoProvider {
 /// `reload`; a self-signed certificate needs nothing.
 pub(crate) fn maintain(tls: Tls, reload: &Reload, shutdown: CancellationToken) {
     match tls.source {
-        Source::Files { cert, key } => {
-            let files = watch::WatchedFiles::new(cert, key);
+        Source::Files(files) => {
             tokio::spawn(files.run(tls.certificates, reload.subscribe(), shutdown));
         }
         Source::SelfSigned { .. } | Source::Acme(_) => {}

@@ -7,8 +7,16 @@ use super::*;
 use crate::config::KeyKind;
 
 #[test]
-fn the_policy_is_tls_1_2_and_1_3_with_aead_suites_only() {
-    let provider = provider();
+fn the_policy_is_tls_1_2_and_1_3_with_aead_suites_only_and_tickets() {
+    let (cert, key) =
+        self_signed::generate(&["relay.example.com".into()], KeyKind::Ecdsa).expect("cert");
+    let key = pem::certified_key(cert.as_bytes(), key.as_bytes()).expect("fits");
+    let config = server_config(Arc::new(Certificates::new(key)), false).expect("config");
+    // rustls' own default has no ticketer (sessions resume from its cache alone).
+    assert!(config.ticketer.enabled(), "stateless session tickets");
+    assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+    let provider = config.crypto_provider();
+    assert_eq!(provider.cipher_suites.len(), 9);
     for suite in &provider.cipher_suites {
         let name = format!("{:?}", suite.suite());
         assert!(

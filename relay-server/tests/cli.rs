@@ -140,14 +140,20 @@ fn plain_start_prints_one_join_line_that_carries_url_token_and_pin() {
     );
     terminate(&child);
     RELAY.wait(child);
-    let output = relay(&["--public-host", "relay.example.com", "join"], &dir)
+    let output = relay(&["--listen", "127.0.0.1:8443", "join"], &dir)
         .output()
         .expect("relay-server join");
     assert!(output.status.success(), "{output:?}");
     let printed = String::from_utf8_lossy(&output.stdout);
     let join = protocol::Join::parse(printed.trim()).expect("a join value");
-    assert_eq!(join.relay, "wss://relay.example.com:8443");
+    assert_eq!(join.relay, "wss://127.0.0.1:8443");
     assert_eq!(join.token.expose(), token.trim());
+    assert_eq!(join.pin, Some(pin_of(&cert)));
+    // A public host the kept certificate is not for would get a new certificate, and a new pin,
+    // at the next start: no value that would stop working then.
+    let (status, stderr) = RELAY.run(&["--public-host", "relay.example.com", "join"], &dir);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("start the relay with this public host first"), "{stderr}");
 }
 
 /// The SHA-256 pin of the first certificate in the PEM file `path`.

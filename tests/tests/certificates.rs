@@ -97,7 +97,7 @@ async fn the_join_value_the_relay_makes_is_all_an_agent_needs() {
         Answer::with_body(200, "application/json", request.body)
     })
     .await;
-    let join = relay_server::join::join_value(&relay.config, relay.addr)
+    let join = relay_server::join::join_value(&relay.config, relay.addr, None)
         .expect("a join value")
         .encode();
     let state_dir = e2e::temp_dir("join-agent");

@@ -102,7 +102,11 @@ pub enum Command {
     Cert,
     /// Print the join value an agent needs (relay URL, agent token and certificate pin), for
     /// `RELAY_JOIN=... relay-agent`
-    Join,
+    Join {
+        /// The [[agents]] entry whose token to put in it [default: the any-bot token]
+        #[arg(long, value_name = "NAME")]
+        agent: Option<String>,
+    },
     /// Ask the running relay's admin API.
     #[command(flatten)]
     Admin(AdminCommand),

@@ -117,57 +117,82 @@ pub(super) struct TlsFlags {
 }
 
 impl TlsFlags {
-    /// Lays the flags over the file's table: a flag wins, and `--acme-domain` given on the
-    /// command line replaces the file's list.
+    /// Lays the flags over the file's table. A source of certificates chosen on the command line
+    /// (`--tls-cert`, `--acme-domain`, `--self-signed-key`, `--no-tls`) wins over the file's;
+    /// within the file, two sources at once are an error rather than one silently ignored.
     pub(super) fn merge(self, file: FileTls) -> Result<TlsMode, ConfigError> {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.into()));
-        let domains = if self.acme_domains.is_empty() {
-            file.acme.domains
-        } else {
-            self.acme_domains
-        };
-        let email = self.acme_email.or(file.acme.email);
-        let directory = self.acme_directory.or(file.acme.directory);
-        let ca = self.acme_ca.or(file.acme.ca);
-        let http_listen = self.acme_http_listen.or(file.acme.http_listen);
-        let acme_details = email.is_some() || directory.is_some() || ca.is_some();
-        if domains.is_empty() && (acme_details || http_listen.is_some()) {
-            return invalid(
-                "the ACME settings (email, directory, ca, http_listen) need at least one \
-                 --acme-domain (or domains in [tls.acme])",
-            );
-        }
-        let files = (self.cert.or(file.cert), self.key.or(file.key));
-        if self.no_tls || file.enabled == Some(false) {
-            if !domains.is_empty() {
-                return invalid("ACME needs TLS: drop --no-tls (or [tls] enabled = false)");
-            }
+        if self.no_tls {
             return Ok(TlsMode::Off);
         }
-        let self_signed_key = self.self_signed_key.or(file.self_signed_key);
-        match files {
-            (Some(cert), Some(key)) if domains.is_empty() => {
-                if self_signed_key.is_some() {
-                    return invalid(
-                        "self_signed_key applies to the self-signed certificate, not to --tls-cert",
-                    );
-                }
-                Ok(TlsMode::Files { cert, key })
+        let file_files = match (file.cert, file.key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return invalid("give both a TLS certificate and its key, or neither"),
+        };
+        let file_acme = !file.acme.domains.is_empty();
+        let file_details = file.acme.email.is_some()
+            || file.acme.directory.is_some()
+            || file.acme.ca.is_some()
+            || file.acme.http_listen.is_some();
+        if file_details && !file_acme && self.acme_domains.is_empty() {
+            return invalid(
+                "the [tls.acme] settings (email, directory, ca, http_listen) need domains",
+            );
+        }
+        let flag_details = self.acme_email.is_some()
+            || self.acme_directory.is_some()
+            || self.acme_ca.is_some()
+            || self.acme_http_listen.is_some();
+        if flag_details && self.acme_domains.is_empty() && !file_acme {
+            return invalid("the --acme-* flags need at least one --acme-domain");
+        }
+        let flag_files = self.cert.zip(self.key);
+        let flag_source =
+            flag_files.is_some() || !self.acme_domains.is_empty() || self.self_signed_key.is_some();
+        if !flag_source {
+            let sources = [
+                file.enabled == Some(false),
+                file_files.is_some(),
+                file_acme,
+                file.self_signed_key.is_some(),
+            ];
+            if sources.iter().filter(|set| **set).count() > 1 {
+                return invalid(
+                    "[tls] sets more than one of: enabled = false, cert and key, [tls.acme] \
+                     domains, self_signed_key; keep one",
+                );
             }
-            (Some(_), Some(_)) => invalid(
-                "give either certificate files (--tls-cert) or ACME domains (--acme-domain), not both",
-            ),
-            (None, None) if domains.is_empty() => Ok(TlsMode::SelfSigned {
-                key: self_signed_key,
-            }),
-            (None, None) => Ok(TlsMode::Acme(AcmeSettings {
+            if file.enabled == Some(false) {
+                return Ok(TlsMode::Off);
+            }
+        }
+        let acme = |domains| {
+            Ok(TlsMode::Acme(AcmeSettings {
                 domains,
-                email,
-                directory: directory.unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.into()),
-                ca,
-                http_listen,
-            })),
-            _ => invalid("give both a TLS certificate and its key, or neither"),
+                email: self.acme_email.or(file.acme.email),
+                directory: self
+                    .acme_directory
+                    .or(file.acme.directory)
+                    .unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.into()),
+                ca: self.acme_ca.or(file.acme.ca),
+                http_listen: self.acme_http_listen.or(file.acme.http_listen),
+            }))
+        };
+        if let Some((cert, key)) = flag_files {
+            Ok(TlsMode::Files { cert, key })
+        } else if !self.acme_domains.is_empty() {
+            acme(self.acme_domains)
+        } else if let Some(key) = self.self_signed_key {
+            Ok(TlsMode::SelfSigned { key: Some(key) })
+        } else if let Some((cert, key)) = file_files {
+            Ok(TlsMode::Files { cert, key })
+        } else if file_acme {
+            acme(file.acme.domains)
+        } else {
+            Ok(TlsMode::SelfSigned {
+                key: file.self_signed_key,
+            })
         }
     }
 }
@@ -182,6 +207,12 @@ impl AcmeSettings {
             ));
         }
         for domain in &self.domains {
+            if domain.starts_with("*.") {
+                return invalid(format!(
+                    "ACME domain {domain:?} is a wildcard: TLS-ALPN-01 and HTTP-01 cannot \
+                     validate one (that takes DNS-01); list each name"
+                ));
+            }
             if domain.parse::<std::net::IpAddr>().is_ok() {
                 return invalid(format!(
                     "ACME domain {domain:?} is an IP address: ACME certificates here are for \
@@ -190,12 +221,15 @@ impl AcmeSettings {
             }
             if !is_dns_name(domain) {
                 return invalid(format!(
-                    "ACME domain {domain:?} is not a DNS name (letters, digits, '-' and dots, \
-                     optionally starting with '*.')"
+                    "ACME domain {domain:?} is not a DNS name (letters, digits, '-' and dots)"
                 ));
             }
         }
-        let mut sorted: Vec<&str> = self.domains.iter().map(String::as_str).collect();
+        let mut sorted: Vec<String> = self
+            .domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
         sorted.sort_unstable();
         if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
             return invalid("an ACME domain is listed twice".into());
@@ -215,10 +249,10 @@ impl AcmeSettings {
     }
 }
 
-/// A name a CA can issue for: dot-separated labels of letters, digits and inner hyphens, at most
-/// 253 characters, with an optional leading `*.` wildcard.
+/// A name a CA can issue for: at least two dot-separated labels of letters, digits and inner
+/// hyphens, at most 253 characters.
 fn is_dns_name(name: &str) -> bool {
-    let bare = name.strip_prefix("*.").unwrap_or(name);
+    let bare = name;
     let label = |label: &str| {
         (1..=63).contains(&label.len())
             && label

@@ -90,13 +90,14 @@ fn acme_settings_that_cannot_work_are_refused_with_a_reason() {
         (
             &[],
             "[tls.acme]\nhttp_listen = \"0.0.0.0:80\"",
-            "need at least one",
+            "need domains",
         ),
         (&["--acme-domain", "203.0.113.7"], "", "is an IP address"),
         (&["--acme-domain", "localhost"], "", "not a DNS name"),
         (&["--acme-domain", "bad_name.example"], "", "not a DNS name"),
+        (&["--acme-domain", "*.example.com"], "", "wildcard"),
         (
-            &["--acme-domain", "a.example", "--acme-domain", "a.example"],
+            &["--acme-domain", "a.example", "--acme-domain", "A.example"],
             "",
             "twice",
         ),
@@ -114,16 +115,6 @@ fn acme_settings_that_cannot_work_are_refused_with_a_reason() {
             ],
             "",
             "https://",
-        ),
-        (
-            &["--acme-domain", "a.example"],
-            "[tls]\nenabled = false",
-            "ACME needs TLS",
-        ),
-        (
-            &["--acme-domain", "a.example"],
-            "[tls]\ncert = \"c\"\nkey = \"k\"",
-            "not both",
         ),
     ];
     for (args, file, expected) in cases {
@@ -145,8 +136,36 @@ fn acme_settings_that_cannot_work_are_refused_with_a_reason() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn two_sources_in_the_file_are_an_error_and_a_flag_wins_over_the_file() {
+    let both = "[tls]\ncert = \"c\"\nkey = \"k\"\n[tls.acme]\ndomains = [\"a.example\"]";
+    let off_and_files = "[tls]\nenabled = false\ncert = \"c\"\nkey = \"k\"";
+    let off_and_kind = "[tls]\nenabled = false\nself_signed_key = \"ecdsa\"";
+    let acme_and_kind = "[tls]\nself_signed_key = \"rsa\"\n[tls.acme]\ndomains = [\"a.example\"]";
+    for file in [both, off_and_files, off_and_kind, acme_and_kind] {
+        let error = merge(&[], file).expect_err(file);
+        assert!(error.contains("more than one"), "{file}: {error}");
+    }
+    let acme = merge(&["--acme-domain", "b.example"], both).expect("the flag wins");
     assert!(
-        merge(&["--acme-domain", "*.example.com"], "").is_ok(),
-        "wildcards are names"
+        matches!(acme, TlsMode::Acme(ref a) if a.domains == ["b.example"]),
+        "{acme:?}"
     );
+    let files = merge(&["--tls-cert", "x", "--tls-key", "y"], both).expect("the flag wins");
+    assert!(matches!(files, TlsMode::Files { .. }), "{files:?}");
+    let on = merge(&["--self-signed-key", "ecdsa"], "[tls]\nenabled = false").expect("flag wins");
+    assert_eq!(
+        on,
+        TlsMode::SelfSigned {
+            key: Some(KeyKind::Ecdsa)
+        }
+    );
+    assert_eq!(
+        merge(&["--no-tls"], both),
+        Ok(TlsMode::Off),
+        "--no-tls wins over the file"
+    );
+    assert_eq!(merge(&[], "[tls]\nenabled = false"), Ok(TlsMode::Off));
 }

@@ -50,16 +50,17 @@ impl Certificates {
     }
 
     /// Answers TLS-ALPN-01 for `domain` with `key` until [`Certificates::clear_challenge`];
-    /// beyond [`MAX_CHALLENGES`] names the oldest is not kept.
+    /// with [`MAX_CHALLENGES`] names held, a new name is refused (an existing one replaced).
     pub(crate) fn set_challenge(&self, domain: &str, key: Arc<CertifiedKey>) {
+        let domain = domain.to_ascii_lowercase();
         let mut challenges = self
             .challenges
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if challenges.len() >= MAX_CHALLENGES && !challenges.contains_key(domain) {
+        if challenges.len() >= MAX_CHALLENGES && !challenges.contains_key(&domain) {
             return;
         }
-        challenges.insert(domain.to_ascii_lowercase(), key);
+        challenges.insert(domain, key);
     }
 
     /// Stops answering TLS-ALPN-01 for `domain`.

@@ -1,5 +1,5 @@
 //! PEM files into the key rustls serves, and what a certificate says about itself: the names it
-//! covers, when it expires and its SHA-256 fingerprint. Imports nothing from the crate.
+//! covers, when it expires and its SHA-256 fingerprint. Imports only the parent's `TlsError`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -140,16 +140,28 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
-/// Whether `der` is valid for `host` as a TLS client checks it (webpki's name rules: SANs,
-/// wildcards, IP addresses).
+/// Whether `der` is valid for `host`: by webpki's rules (subject alternative names, wildcards,
+/// IP addresses) as TLS clients check it, or, for a certificate with no alternative names at all
+/// (what `openssl req -x509 -subj /CN=HOST` makes), by its common name, which Telegram accepts.
 pub(crate) fn covers(der: &CertificateDer<'_>, host: &str) -> bool {
     let Ok(name) = ServerName::try_from(host) else {
         return false;
     };
-    match webpki::EndEntityCert::try_from(der) {
-        Ok(cert) => cert.verify_is_valid_for_subject_name(&name).is_ok(),
-        Err(_) => false,
+    if let Ok(cert) = webpki::EndEntityCert::try_from(der)
+        && cert.verify_is_valid_for_subject_name(&name).is_ok()
+    {
+        return true;
     }
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return false;
+    };
+    let no_alternative_names = matches!(cert.subject_alternative_name(), Ok(None));
+    no_alternative_names
+        && cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok())
+            .any(|cn| cn.eq_ignore_ascii_case(host))
 }
 
 #[cfg(test)]

@@ -74,3 +74,23 @@ fn read_pair_names_the_file_at_fault() {
         .to_string();
     assert!(error.contains("missing.pem"), "{error}");
 }
+
+#[test]
+fn a_certificate_with_only_a_common_name_covers_it_as_telegram_accepts() {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "relay.example.com");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("cert");
+    assert!(covers(cert.der(), "relay.example.com"));
+    assert!(covers(cert.der(), "RELAY.example.com"));
+    assert!(!covers(cert.der(), "other.example.com"));
+    // With alternative names, the common name alone does not count (as for TLS clients).
+    let (with_san, _) = pair(&["a.example"]);
+    let with_san = CertificateDer::pem_slice_iter(with_san.as_bytes())
+        .next()
+        .expect("one")
+        .expect("pem");
+    assert!(!covers(&with_san, "relay.example.com"));
+}

@@ -45,11 +45,7 @@ pub(crate) fn ensure(
     let cert_file = data_dir.self_signed_cert();
     let key_file = data_dir.self_signed_key();
     let names_file = data_dir.self_signed_names();
-    let mut names: Vec<String> = LOCAL_NAMES.iter().map(|n| n.to_string()).collect();
-    if let Some(host) = public_host.filter(|h| !LOCAL_NAMES.contains(h)) {
-        // Telegram checks the host against the certificate's first name, so the public one leads.
-        names.insert(0, host.to_owned());
-    }
+    let names = names_for(public_host);
     let wanted_names = names.join("\n");
     let kept_names = std::fs::read_to_string(&names_file).ok();
     if kept_names.as_deref() == Some(wanted_names.as_str())
@@ -82,6 +78,23 @@ pub(crate) fn ensure(
         "generated a self-signed certificate"
     );
     Ok(SelfSigned { key, cert_file })
+}
+
+/// The names a certificate for `public_host` covers: the public host first (Telegram checks the
+/// host against the certificate's first name), then [`LOCAL_NAMES`].
+fn names_for(public_host: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = LOCAL_NAMES.iter().map(|n| n.to_string()).collect();
+    if let Some(host) = public_host.filter(|h| !LOCAL_NAMES.contains(h)) {
+        names.insert(0, host.to_owned());
+    }
+    names
+}
+
+/// Whether the certificate in the data dir was made for `public_host`, so that the next start
+/// keeps it (and its pin).
+pub(crate) fn is_for(data_dir: &DataDir, public_host: Option<&str>) -> bool {
+    std::fs::read_to_string(data_dir.self_signed_names())
+        .is_ok_and(|kept| kept == names_for(public_host).join("\n"))
 }
 
 /// Why a kept certificate should not be served again, if it should not.

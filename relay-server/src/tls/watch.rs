@@ -21,28 +21,35 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(5);
 const SETTLE: Duration = Duration::from_millis(500);
 
 /// What `stat` says about a file, to tell that it changed: a renewal by rename gives a new
-/// inode, one in place a new time or length.
+/// inode, one in place a new time or length, and a fix of its owner or mode (so the relay may
+/// read it) a new change time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     #[cfg(unix)]
     inode: u64,
+    #[cfg(unix)]
+    changed: (i64, i64),
 }
 
 fn stamp(path: &Path) -> Option<Stamp> {
     // `metadata` follows symlinks: certbot's live/ names point at a new archive file each time.
     let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    use std::os::unix::fs::MetadataExt;
     Some(Stamp {
         modified: meta.modified().ok(),
         len: meta.len(),
         #[cfg(unix)]
-        inode: std::os::unix::fs::MetadataExt::ino(&meta),
+        inode: meta.ino(),
+        #[cfg(unix)]
+        changed: (meta.ctime(), meta.ctime_nsec()),
     })
 }
 
 /// The certificate and key files being served, and what they looked like when last read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct WatchedFiles {
     cert: PathBuf,
     key: PathBuf,
@@ -50,7 +57,8 @@ pub(crate) struct WatchedFiles {
 }
 
 impl WatchedFiles {
-    /// Watches `cert` and `key`, as they are now (already read and served).
+    /// Watches `cert` and `key` as they are now; made before they are first read, so that a
+    /// change between that read and the first poll is seen.
     pub(crate) fn new(cert: PathBuf, key: PathBuf) -> Self {
         let seen = (stamp(&cert), stamp(&key));
         Self { cert, key, seen }

@@ -4,12 +4,21 @@ use super::*;
 use crate::config::KeyKind;
 use crate::tls::self_signed;
 
+/// Writes `contents` to `path` as a new file renamed into place, as certbot and editors do: a
+/// new inode, so the change is seen even where file times are coarse (kernels before 6.13 keep
+/// them per clock tick, and an ECDSA pair rewritten in place often keeps its lengths).
+fn replace(path: &Path, contents: &[u8]) {
+    let new = path.with_extension("new");
+    std::fs::write(&new, contents).expect("write");
+    std::fs::rename(&new, path).expect("rename into place");
+}
+
 /// A new certificate and key for `name`, written to `cert` and `key`.
 fn write_pair(cert: &Path, key: &Path, name: &str) -> Vec<u8> {
     let (cert_pem, key_pem) =
         self_signed::generate(&[name.to_owned()], KeyKind::Ecdsa).expect("generated");
-    std::fs::write(key, key_pem).expect("write key");
-    std::fs::write(cert, &cert_pem).expect("write cert");
+    replace(key, key_pem.as_bytes());
+    replace(cert, cert_pem.as_bytes());
     pem::certified_key(
         cert_pem.as_bytes(),
         std::fs::read(key).expect("key").as_slice(),
@@ -61,11 +70,11 @@ fn changed_files_are_served_and_a_broken_pair_keeps_the_old_one() {
     // A key written without its certificate (half a renewal) does not fit: the old pair stays.
     let (_, stray_key) =
         self_signed::generate(&["relay.example.com".into()], KeyKind::Ecdsa).expect("key");
-    std::fs::write(&f.key, stray_key).expect("write");
+    replace(&f.key, stray_key.as_bytes());
     assert!(files.changed());
     assert!(!files.reload(&f.certificates, false));
     assert_eq!(served(&f.certificates), second, "kept");
-    std::fs::write(&f.cert, "garbage").expect("write");
+    replace(&f.cert, b"garbage");
     assert!(!files.reload(&f.certificates, false));
     std::fs::remove_file(&f.cert).expect("remove");
     assert!(!files.reload(&f.certificates, false));
@@ -121,4 +130,15 @@ async fn the_watcher_polls_and_a_reload_request_reads_at_once() {
         .await
         .expect("stops on shutdown")
         .expect("no panic");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fixed_permission_is_a_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture("watch-chmod");
+    let files = WatchedFiles::new(f.cert.clone(), f.key.clone());
+    // What the certbot hook does so that the relay may read the key: only the change time moves.
+    std::fs::set_permissions(&f.key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    assert!(files.changed());
 }
