@@ -160,6 +160,23 @@ pub enum TlsMode {
     SelfSigned,
     /// Plain HTTP behind a TLS-terminating proxy.
     Off,
+    /// STAND-IN (the lead's config lands on main): a certificate from an ACME CA.
+    Acme(AcmeSettings),
+}
+
+/// STAND-IN for the lead's `[tls.acme]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// The names the certificate covers.
+    pub domains: Vec<String>,
+    /// The contact address given to the CA.
+    pub email: Option<String>,
+    /// The ACME directory URL.
+    pub directory: String,
+    /// An extra root to trust for the ACME server's own API.
+    pub ca: Option<PathBuf>,
+    /// Where the HTTP-01 listener listens; TLS-ALPN-01 when unset.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// A token restricted to some bots.

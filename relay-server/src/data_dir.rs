@@ -92,6 +92,21 @@ impl DataDir {
         self.root.join(TLS_DIR).join("self-signed-key.pem")
     }
 
+    /// STAND-IN: the ACME account's credentials (0600).
+    pub fn acme_account(&self) -> PathBuf {
+        self.root.join("acme").join("account.json")
+    }
+
+    /// STAND-IN: the certificate chain the ACME CA issued.
+    pub fn acme_cert(&self) -> PathBuf {
+        self.root.join("acme").join("cert.pem")
+    }
+
+    /// STAND-IN: the private key of [`DataDir::acme_cert`] (0600).
+    pub fn acme_key(&self) -> PathBuf {
+        self.root.join("acme").join("key.pem")
+    }
+
     /// The names the self-signed certificate was made for, one a line, to tell when to remake it.
     pub fn self_signed_names(&self) -> PathBuf {
         self.root.join(TLS_DIR).join("self-signed-names")

@@ -47,6 +47,8 @@ pub(crate) struct Tls {
     pub config: Arc<ServerConfig>,
     /// The PEM file agents pass as `--ca` and operators upload to Telegram, when self-signed.
     pub self_signed_cert: Option<PathBuf>,
+    /// STAND-IN: the live resolver, in ACME mode.
+    pub certificates: Option<Arc<crate::tls::certificates::Certificates>>,
 }
 
 /// Prepares TLS for `mode`; `None` when TLS is off.
@@ -62,6 +64,27 @@ pub(crate) fn load(
             let (cert, key) = self_signed(data_dir, public_host)?;
             (read_certs(&cert)?, read_key(&key)?, Some(cert))
         }
+        TlsMode::Acme(settings) => {
+            // STAND-IN for the lead's version.
+            let (cert, key) = self_signed(data_dir, settings.domains.first().map(|d| d.as_str()))?;
+            let key = crate::tls::pem::certified_key(
+                &std::fs::read(&cert).map_err(|e| TlsError::Setup(e.to_string()))?,
+                &std::fs::read(&key).map_err(|e| TlsError::Setup(e.to_string()))?,
+            )?;
+            let certificates = Arc::new(crate::tls::certificates::Certificates::new(key));
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| TlsError::Setup(e.to_string()))?
+                .with_no_client_auth()
+                .with_cert_resolver(certificates.clone());
+            config.alpn_protocols = vec![b"http/1.1".to_vec(), b"acme-tls/1".to_vec()];
+            return Ok(Some(Tls {
+                config: Arc::new(config),
+                self_signed_cert: None,
+                certificates: Some(certificates),
+            }));
+        }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -74,6 +97,7 @@ pub(crate) fn load(
     Ok(Some(Tls {
         config: Arc::new(config),
         self_signed_cert,
+        certificates: None,
     }))
 }
 
