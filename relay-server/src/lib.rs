@@ -12,6 +12,7 @@
 //! - `fuzzing`: thin entry points for the fuzz targets in `fuzz/`, hidden from the docs; not an
 //!   API.
 //! - `edge`: the public port: listener, TLS, the webhook intake and its checks.
+//! - `tls`: STAND-IN: the relay's certificates, ACME.
 //! - [`admin`]: the admin API and its command-line client.
 //! - `delivery`: the live-or-stored decision, the per-chat scheduler and the durable store.
 //! - [`tunnel`]: agent tokens, known bots, the agent endpoint, sessions and the registry.
@@ -31,6 +32,7 @@ mod edge;
 #[doc(hidden)]
 pub mod fuzzing;
 mod response;
+mod tls;
 pub mod tunnel;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +78,14 @@ pub enum SetupError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The ACME HTTP-01 listener (`http_listen`) could not listen.
+    #[error("cannot listen on {address} for ACME HTTP-01: {source}")]
+    AcmeHttpListen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The update store could not be opened.
     #[error("cannot open the update store {path}: {source}")]
     Store {
@@ -95,6 +105,7 @@ pub struct Relay {
     token_file: Option<PathBuf>,
     token_is_new: bool,
     tls: Option<edge::tls::Tls>,
+    acme_http: Option<std::net::TcpListener>,
     registry: Arc<Registry>,
     scheduler: Scheduler,
     admin_token: Option<Secret>,
@@ -122,6 +133,16 @@ impl Relay {
                 }
             };
         let tls = edge::tls::load(&config.tls, &data_dir, config.public_host.as_deref())?;
+        let acme_http = match &config.tls {
+            TlsMode::Acme(config::AcmeSettings {
+                http_listen: Some(address),
+                ..
+            }) => Some(bind_now(*address).map_err(|source| SetupError::AcmeHttpListen {
+                address: *address,
+                source,
+            })?),
+            _ => None,
+        };
         let admin_token = match config.admin_listen {
             None => None,
             Some(_) => {
@@ -165,6 +186,7 @@ impl Relay {
             token_file,
             token_is_new,
             tls,
+            acme_http,
             registry,
             scheduler,
             admin_token,
@@ -250,9 +272,13 @@ impl Relay {
             self.registry.clone(),
             self.scheduler.clone(),
         );
-        let acceptor = self
-            .tls
-            .map(|tls| tokio_rustls::TlsAcceptor::from(tls.config));
+        let (acceptor, certificates) = match self.tls {
+            Some(tls) => (
+                Some(tokio_rustls::TlsAcceptor::from(tls.config)),
+                tls.certificates,
+            ),
+            None => (None, None),
+        };
         let grace = config.limits.shutdown_grace;
         let edge = Arc::new(Edge {
             limits: config.limits,
@@ -301,6 +327,24 @@ impl Relay {
                 edge.shutdown.clone(),
             ));
         }
+        let acme = match (&config.tls, certificates) {
+            (TlsMode::Acme(settings), Some(certificates)) => Some(tls::acme::spawn(
+                tls::acme::Acme {
+                    settings: settings.clone(),
+                    data_dir: self.data_dir.clone(),
+                    certificates,
+                    http: self.acme_http.and_then(|listener| {
+                        TcpListener::from_std(listener)
+                            .inspect_err(|error| tracing::error!(%error, "acme http-01 listener"))
+                            .ok()
+                    }),
+                    https_port: listener.local_addr().map_or(443, |a| a.port()),
+                    header_timeout: config.limits.header_read_timeout,
+                },
+                edge.shutdown.clone(),
+            )),
+            _ => None,
+        };
         // Deliveries from the store stop starting when the relay stops accepting, and those
         // under way finish (they need their sessions) before the sessions are closed.
         let deliveries = tokio::spawn(self.scheduler.run(edge.shutdown.clone(), grace));
@@ -317,11 +361,23 @@ impl Relay {
             );
         }
         let _ = deliveries.await;
+        if let Some(acme) = acme {
+            // It stops at shutdown; its files are renamed into place, so none is left half-written.
+            let _ = acme.await;
+        }
         tunnel.stop.cancel();
         tunnel.tasks.close();
         let _ = tokio::time::timeout(SESSION_CLOSE_GRACE, tunnel.tasks.wait()).await;
         tracing::info!("relay stopped");
     }
+}
+
+/// Binds `address` for a listener served later, so a port already taken or a privileged one
+/// fails the start rather than a background task.
+fn bind_now(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// Prepares and runs a relay: the whole server behind `relay-server`.
