@@ -137,10 +137,12 @@ impl Relay {
             TlsMode::Acme(config::AcmeSettings {
                 http_listen: Some(address),
                 ..
-            }) => Some(bind_now(*address).map_err(|source| SetupError::AcmeHttpListen {
-                address: *address,
-                source,
-            })?),
+            }) => Some(
+                bind_now(*address).map_err(|source| SetupError::AcmeHttpListen {
+                    address: *address,
+                    source,
+                })?,
+            ),
             _ => None,
         };
         let admin_token = match config.admin_listen {

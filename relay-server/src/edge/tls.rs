@@ -70,7 +70,8 @@ pub(crate) fn load(
             let key = crate::tls::pem::certified_key(
                 &std::fs::read(&cert).map_err(|e| TlsError::Setup(e.to_string()))?,
                 &std::fs::read(&key).map_err(|e| TlsError::Setup(e.to_string()))?,
-            )?;
+            )
+            .map_err(TlsError::Setup)?;
             let certificates = Arc::new(crate::tls::certificates::Certificates::new(key));
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let mut config = ServerConfig::builder_with_provider(provider)

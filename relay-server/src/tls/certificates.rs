@@ -33,7 +33,10 @@ impl Certificates {
 
     /// What new handshakes get.
     pub(crate) fn current(&self) -> Arc<CertifiedKey> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The TLS-ALPN-01 certificate for `domain`.

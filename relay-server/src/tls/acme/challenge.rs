@@ -31,14 +31,19 @@ impl Tokens {
     fn insert(&self, token: &str, key_authorization: &str) -> Result<(), AcmeError> {
         let mut tokens = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if tokens.len() >= MAX_TOKENS {
-            return Err(AcmeError::Unexpected("too many open HTTP-01 challenges".into()));
+            return Err(AcmeError::Unexpected(
+                "too many open HTTP-01 challenges".into(),
+            ));
         }
         tokens.insert(token.to_owned(), key_authorization.to_owned());
         Ok(())
     }
 
     fn remove(&self, token: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(token);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token);
     }
 }
 
@@ -99,8 +104,14 @@ fn tls_alpn_certificate(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let provider = rustls::crypto::ring::default_provider();
-    CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    // Not `CertifiedKey::from_der`: its check that key and certificate fit parses the
+    // certificate with webpki, which refuses the critical acmeIdentifier extension.
+    let signing_key = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing_key,
+    )))
 }

@@ -109,7 +109,10 @@ async fn send(
         return Err(format!("{uri} is not an https URL").into());
     }
     let host = uri.host().ok_or("the URL has no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = uri.port_u16().unwrap_or(443);
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
@@ -119,10 +122,15 @@ async fn send(
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS with {host}:{port} failed: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let driver = tokio::spawn(connection);
     // HTTP/1.1 wants the origin form and a Host header; hyper's connection API adds neither.
-    let authority = uri.authority().ok_or("the URL has no host")?.as_str().parse()?;
+    let authority = uri
+        .authority()
+        .ok_or("the URL has no host")?
+        .as_str()
+        .parse()?;
     request.headers_mut().insert(http::header::HOST, authority);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     *request.uri_mut() = path.parse()?;

@@ -8,6 +8,9 @@ use instant_acme::Problem;
 /// The ACME problem types (RFC 8555, section 6.7) the hints tell apart.
 const PROBLEM_PREFIX: &str = "urn:ietf:params:acme:error:";
 
+/// The hint for a name that does not resolve to the relay.
+const DNS: &str = "DNS: each domain needs an A (or AAAA) record pointing at this relay";
+
 /// How the CA validates that the relay controls a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Validation {
@@ -80,6 +83,26 @@ impl AcmeError {
         Some(kind.strip_prefix(PROBLEM_PREFIX).unwrap_or(kind))
     }
 
+    /// Whether the CA's own words blame DNS, whatever the problem type: Let's Encrypt says `dns`,
+    /// while Pebble refuses a name it cannot resolve as `malformed` ("Could not resolve").
+    fn mentions_dns(&self) -> bool {
+        let problem = match self {
+            Self::Refused(problem) | Self::Invalid { problem, .. } => problem,
+            _ => return false,
+        };
+        let details = problem
+            .detail
+            .iter()
+            .chain(problem.subproblems.iter().filter_map(|s| s.detail.as_ref()));
+        details
+            .map(|detail| detail.to_ascii_lowercase())
+            .any(|detail| {
+                detail.contains("resolve")
+                    || detail.contains("dns problem")
+                    || detail.contains("nxdomain")
+            })
+    }
+
     /// What the operator should check, in a few words, for the one line a failure logs.
     pub(crate) fn check(&self, validation: Validation) -> &'static str {
         let port = match validation {
@@ -92,8 +115,11 @@ impl AcmeError {
                  (firewall, NAT, no other server on 80)"
             }
         };
+        if self.mentions_dns() {
+            return DNS;
+        }
         match self.problem_type() {
-            Some("dns") => "DNS: each domain needs an A (or AAAA) record pointing at this relay",
+            Some("dns") => DNS,
             Some("caa") => "DNS: a CAA record of the domain forbids this CA",
             Some("rateLimited") => {
                 "rate limit: the CA's limits were hit (Let's Encrypt: 5 failed validations per \
@@ -106,13 +132,17 @@ impl AcmeError {
             Some("connection" | "tls" | "incorrectResponse" | "unauthorized") => match self {
                 // At validation these mean the CA reached something other than this relay.
                 Self::Invalid { .. } => port,
-                _ => "account: the CA refused this relay's account (acme/account.json in the data dir)",
+                _ => {
+                    "account: the CA refused this relay's account (acme/account.json in the data dir)"
+                }
             },
             Some("externalAccountRequired") => {
                 "account: this CA wants an external account binding, which the relay does not do"
             }
             Some("badNonce" | "serverInternal") => "the CA: a passing problem on its side",
-            Some(_) => "DNS and port: the domain must resolve to this relay, and the CA must reach it",
+            Some(_) => {
+                "DNS and port: the domain must resolve to this relay, and the CA must reach it"
+            }
             None => match self {
                 Self::Unreachable(_) => {
                     "the ACME directory URL, this relay's outbound HTTPS, and acme ca for a \

@@ -18,7 +18,11 @@ fn each_problem_type_names_what_to_check() {
     let tls = Validation::TlsAlpn01;
     assert!(invalid("dns").check(tls).starts_with("DNS"));
     assert!(invalid("connection").check(tls).contains("443"));
-    assert!(invalid("connection").check(Validation::Http01).contains("80"));
+    assert!(
+        invalid("connection")
+            .check(Validation::Http01)
+            .contains("80")
+    );
     assert!(invalid("unauthorized").check(tls).starts_with("port"));
     assert!(
         AcmeError::Refused(problem("rateLimited"))
@@ -49,4 +53,17 @@ fn a_compound_problem_is_read_from_its_subproblems() {
         problem: compound,
     };
     assert!(error.check(Validation::TlsAlpn01).starts_with("DNS"));
+}
+
+#[test]
+fn a_problem_whose_detail_blames_dns_points_at_dns() {
+    let mut malformed = problem("malformed");
+    malformed.detail = Some(r#"Could not resolve URL "relay.example""#.into());
+    let error = AcmeError::Refused(malformed);
+    assert!(error.check(Validation::TlsAlpn01).starts_with("DNS"));
+    assert!(
+        AcmeError::Refused(problem("malformed"))
+            .check(Validation::TlsAlpn01)
+            .starts_with("domain")
+    );
 }

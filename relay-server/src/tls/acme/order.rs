@@ -64,17 +64,35 @@ impl Issuer {
             .initial_delay(FIRST_POLL_DELAY)
             .backoff(POLL_BACKOFF)
             .timeout(ORDER_POLL_TIMEOUT);
-        let status = order.poll_ready(&polls).await?;
-        if status != OrderStatus::Ready {
-            return Err(why_invalid(&mut order).await);
+        // An order that goes invalid carries a problem (Pebble, Boulder), or only its
+        // challenges do; either way the challenge's own problem names the domain.
+        let problem = match order.poll_ready(&polls).await {
+            Ok(OrderStatus::Ready) => None,
+            Ok(_) => order.state().error.clone(),
+            Err(instant_acme::Error::Api(problem)) => Some(problem),
+            Err(error) => return Err(error.into()),
+        };
+        if let Some(problem) = problem.or_else(|| order.state().error.clone()) {
+            return Err(why_invalid(&mut order).await.unwrap_or(AcmeError::Invalid {
+                domain: self.settings.domains.join(", "),
+                problem,
+            }));
+        }
+        if order.state().status != OrderStatus::Ready {
+            let why = why_invalid(&mut order).await;
+            return Err(why.unwrap_or_else(|| {
+                AcmeError::Unexpected("the order went invalid without saying why".into())
+            }));
         }
         drop(answers);
         let key_pem = order.finalize().await?;
         let chain_pem = order.poll_certificate(&polls).await?;
-        let issued = Issued::parse(chain_pem.as_bytes(), key_pem.as_bytes(), &self.settings.domains)?
-            .ok_or_else(|| {
-                AcmeError::Certificate("it does not cover every domain asked for".into())
-            })?;
+        let issued = Issued::parse(
+            chain_pem.as_bytes(),
+            key_pem.as_bytes(),
+            &self.settings.domains,
+        )?
+        .ok_or_else(|| AcmeError::Certificate("it does not cover every domain asked for".into()))?;
         stored::save_certificate(&self.data_dir, &chain_pem, &key_pem)?;
         Ok(issued)
     }
@@ -87,7 +105,10 @@ impl Issuer {
         if let Some(credentials) = stored::load_account(&self.data_dir, &settings.directory)? {
             return Ok(builder.from_credentials(credentials).await?);
         }
-        let contact = settings.email.as_ref().map(|email| format!("mailto:{email}"));
+        let contact = settings
+            .email
+            .as_ref()
+            .map(|email| format!("mailto:{email}"));
         let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
         let new = NewAccount {
             contact: &contact,
@@ -142,25 +163,16 @@ impl Issuer {
     }
 }
 
-/// The CA's reason for an order that went invalid: the first failed challenge's problem.
-async fn why_invalid(order: &mut instant_acme::Order) -> AcmeError {
-    if let Some(problem) = order.state().error.clone() {
-        return AcmeError::Refused(problem);
-    }
+/// The first failed challenge's problem, naming its domain, if the CA says.
+async fn why_invalid(order: &mut instant_acme::Order) -> Option<AcmeError> {
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
-        let mut authorization = match authorization {
-            Ok(authorization) => authorization,
-            Err(error) => return error.into(),
-        };
-        let state = match authorization.refresh().await {
-            Ok(state) => state,
-            Err(error) => return error.into(),
-        };
+        let mut authorization = authorization.ok()?;
+        let state = authorization.refresh().await.ok()?;
         let domain = state.identifier().to_string();
         if let Some(problem) = state.challenges.iter().find_map(|c| c.error.clone()) {
-            return AcmeError::Invalid { domain, problem };
+            return Some(AcmeError::Invalid { domain, problem });
         }
     }
-    AcmeError::Unexpected("the order went invalid without saying why".into())
+    None
 }

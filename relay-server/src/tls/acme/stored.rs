@@ -43,7 +43,10 @@ impl Issued {
             .first()
             .ok_or_else(|| AcmeError::Certificate("an empty chain".into()))?;
         let (not_before, not_after, names) = leaf_facts(leaf)?;
-        if !domains.iter().all(|d| names.iter().any(|n| n.eq_ignore_ascii_case(d))) {
+        if !domains
+            .iter()
+            .all(|d| names.iter().any(|n| n.eq_ignore_ascii_case(d)))
+        {
             return Ok(None);
         }
         Ok(Some(Self {

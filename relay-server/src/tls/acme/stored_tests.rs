@@ -20,11 +20,19 @@ fn a_kept_certificate_counts_only_when_it_covers_every_domain() {
     let dir = test_support::TempDir::new("acme-stored");
     let data_dir = DataDir::new(dir.path());
     let domains = vec!["a.example".to_owned(), "b.example".to_owned()];
-    assert!(load_certificate(&data_dir, &domains).expect("no file").is_none());
+    assert!(
+        load_certificate(&data_dir, &domains)
+            .expect("no file")
+            .is_none()
+    );
 
     let (chain, key) = chain_and_key(&["a.example"]);
     save_certificate(&data_dir, &chain, &key).expect("save");
-    assert!(load_certificate(&data_dir, &domains).expect("read").is_none());
+    assert!(
+        load_certificate(&data_dir, &domains)
+            .expect("read")
+            .is_none()
+    );
 
     let (chain, key) = chain_and_key(&["b.example", "a.example"]);
     save_certificate(&data_dir, &chain, &key).expect("save");
@@ -35,7 +43,10 @@ fn a_kept_certificate_counts_only_when_it_covers_every_domain() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data_dir.acme_key()).expect("key").permissions().mode();
+        let mode = std::fs::metadata(data_dir.acme_key())
+            .expect("key")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }
