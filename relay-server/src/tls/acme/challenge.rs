@@ -28,7 +28,7 @@ impl Tokens {
             .cloned()
     }
 
-    fn insert(&self, token: &str, key_authorization: &str) -> Result<(), AcmeError> {
+    pub(super) fn insert(&self, token: &str, key_authorization: &str) -> Result<(), AcmeError> {
         let mut tokens = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if tokens.len() >= MAX_TOKENS {
             return Err(AcmeError::Unexpected(

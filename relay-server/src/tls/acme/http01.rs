@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -101,10 +100,10 @@ pub(crate) async fn serve(listener: TcpListener, http01: Http01, shutdown: Cance
 
 /// The key authorization for an open challenge, 404 for another token, a redirect to HTTPS for
 /// anything else.
-pub(crate) fn answer(
+pub(crate) fn answer<B>(
     tokens: &Tokens,
     https_port: u16,
-    request: &Request<Incoming>,
+    request: &Request<B>,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     if let Some(token) = path.strip_prefix(CHALLENGE_PREFIX) {
@@ -132,7 +131,7 @@ pub(crate) fn answer(
 }
 
 /// `https://<host>[:port]<path and query>` for the request's Host header, if it is a valid one.
-fn redirect_target(request: &Request<Incoming>, https_port: u16) -> Option<HeaderValue> {
+fn redirect_target<B>(request: &Request<B>, https_port: u16) -> Option<HeaderValue> {
     let host = request.headers().get(header::HOST)?.to_str().ok()?;
     let authority: http::uri::Authority = host.parse().ok()?;
     if authority.as_str().contains('@') {
@@ -145,3 +144,7 @@ fn redirect_target(request: &Request<Incoming>, https_port: u16) -> Option<Heade
     };
     HeaderValue::try_from(location).ok()
 }
+
+#[cfg(test)]
+#[path = "http01_tests.rs"]
+mod tests;
