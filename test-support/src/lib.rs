@@ -4,11 +4,13 @@
 //!
 //! # Layout
 //! - [`bot`]: [`TestBot`], a local bot that records what reaches it and answers as told.
+//! - [`probe`]: TLS handshakes that show what a server serves.
 //! - [`process`]: running the binaries: clean environment, deadlines, SIGTERM, output.
 //! - [`tmpfs`]: [`Tmpfs`], a small tmpfs a test mounts to fill a disk for real.
 //! - [`temp_dir`], [`TempDir`]: a fresh directory per fixture, kept or removed on drop.
 
 pub mod bot;
+pub mod probe;
 pub mod process;
 pub mod tmpfs;
 

@@ -53,7 +53,7 @@ pub async fn connect(
     let tcp = TcpStream::connect(address).await?;
     let name = ServerName::try_from(name.to_owned()).expect("a valid name");
     let connector = tokio_rustls::TlsConnector::from(client(trust, alpn));
-    tokio::time::timeout(crate::DEADLINE, connector.connect(name, tcp))
+    tokio::time::timeout(crate::process::DEADLINE, connector.connect(name, tcp))
         .await
         .map_err(|_| std::io::Error::other("handshake timed out"))?
 }
