@@ -2,7 +2,8 @@
 //!
 //! Webhooks arrive at `POST /hook/<bot>[/<rest>]`; each goes, over the WebSocket that the bot's
 //! `relay-agent` opened to `/agent/v1`, to the agent, and the bot's answer comes back the same way.
-//! Both share one listening port, with TLS from files, a self-signed certificate, or none. While
+//! Both share one listening port, with TLS from files (read again when they change), an ACME CA,
+//! a self-signed certificate, or none. While
 //! no agent is there, updates wait in an embedded store and are delivered later, in each chat's
 //! order.
 //!
@@ -12,13 +13,15 @@
 //! - `fuzzing`: thin entry points for the fuzz targets in `fuzz/`, hidden from the docs; not an
 //!   API.
 //! - `edge`: the public port: listener, TLS, the webhook intake and its checks.
-//! - `tls`: STAND-IN: the relay's certificates, ACME.
 //! - [`admin`]: the admin API and its command-line client.
+//! - [`join`]: the one value an agent joins with: relay URL, agent token, certificate pin.
 //! - `delivery`: the live-or-stored decision, the per-chat scheduler and the durable store.
 //! - [`tunnel`]: agent tokens, known bots, the agent endpoint, sessions and the registry.
+//! - `tls`: the served certificate, its reloads and renewals, and the handshake policy.
 //! - [`config`]: flags, file and validation, into one [`Config`].
 //! - `response`: the relay's own short HTTP answers.
 //! - [`data_dir`]: every file the relay keeps in its data dir.
+//! - [`reload`]: the request to read certificates again (SIGHUP).
 
 // Most modules are private (only the binary, the tests and the bench use the crate), and the docs
 // are read with `cargo doc --document-private-items`, which these links are for.
@@ -31,6 +34,8 @@ mod delivery;
 mod edge;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod join;
+pub mod reload;
 mod response;
 mod tls;
 pub mod tunnel;
@@ -43,7 +48,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Cli, Config, ConfigError, TlsMode};
-pub use edge::tls::TlsError;
+pub use reload::Reload;
+pub use tls::TlsError;
 
 use admin::api::Admin;
 use data_dir::DataDir;
@@ -78,14 +84,6 @@ pub enum SetupError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// The ACME HTTP-01 listener (`http_listen`) could not listen.
-    #[error("cannot listen on {address} for ACME HTTP-01: {source}")]
-    AcmeHttpListen {
-        /// The address.
-        address: std::net::SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
     /// The update store could not be opened.
     #[error("cannot open the update store {path}: {source}")]
     Store {
@@ -104,8 +102,9 @@ pub struct Relay {
     any_bot_token: Option<Secret>,
     token_file: Option<PathBuf>,
     token_is_new: bool,
-    tls: Option<edge::tls::Tls>,
-    acme_http: Option<std::net::TcpListener>,
+    tls: Option<tls::Tls>,
+    acme: Option<tls::acme::Prepared>,
+    reload: Reload,
     registry: Arc<Registry>,
     scheduler: Scheduler,
     admin_token: Option<Secret>,
@@ -132,19 +131,8 @@ impl Relay {
                     (Some(token), Some(path), made)
                 }
             };
-        let tls = edge::tls::load(&config.tls, &data_dir, config.public_host.as_deref())?;
-        let acme_http = match &config.tls {
-            TlsMode::Acme(config::AcmeSettings {
-                http_listen: Some(address),
-                ..
-            }) => Some(
-                bind_now(*address).map_err(|source| SetupError::AcmeHttpListen {
-                    address: *address,
-                    source,
-                })?,
-            ),
-            _ => None,
-        };
+        let tls = tls::load(&config.tls, &data_dir, config.public_host.as_deref())?;
+        let acme = tls::acme::prepare(tls.as_ref(), &data_dir)?;
         let admin_token = match config.admin_listen {
             None => None,
             Some(_) => {
@@ -188,7 +176,8 @@ impl Relay {
             token_file,
             token_is_new,
             tls,
-            acme_http,
+            acme,
+            reload: Reload::default(),
             registry,
             scheduler,
             admin_token,
@@ -212,9 +201,22 @@ impl Relay {
 
     /// The self-signed certificate's file, when the relay made one.
     pub fn self_signed_cert(&self) -> Option<&Path> {
-        self.tls
-            .as_ref()
-            .and_then(|tls| tls.self_signed_cert.as_deref())
+        match &self.tls.as_ref()?.source {
+            tls::Source::SelfSigned { cert } => Some(cert),
+            _ => None,
+        }
+    }
+
+    /// The SHA-256 fingerprint of the certificate served now, as agents pin it.
+    pub fn fingerprint(&self) -> Option<protocol::Pin> {
+        let key = self.tls.as_ref()?.certificates.current();
+        tls::end_entity(&key).map(|der| protocol::Pin::of(der))
+    }
+
+    /// The handle that makes the running relay read its certificate files again (what SIGHUP
+    /// does); take it before [`Relay::run`].
+    pub fn reload_handle(&self) -> Reload {
+        self.reload.clone()
     }
 
     /// Whether the listener speaks TLS.
@@ -274,13 +276,29 @@ impl Relay {
             self.registry.clone(),
             self.scheduler.clone(),
         );
-        let (acceptor, certificates) = match self.tls {
-            Some(tls) => (
-                Some(tokio_rustls::TlsAcceptor::from(tls.config)),
-                tls.certificates,
-            ),
-            None => (None, None),
-        };
+        let acceptor = self
+            .tls
+            .as_ref()
+            .map(|tls| tokio_rustls::TlsAcceptor::from(tls.config.clone()));
+        // Before the warnings: a certificate kept from the last issuance is served (and checked)
+        // from the first handshake on, not the temporary one.
+        let acme = self.acme.zip(self.tls.as_ref()).map(|(acme, tls)| {
+            let port = listener.local_addr().map_or(443, |a| a.port());
+            let header_timeout = config.limits.header_read_timeout;
+            acme.spawn(
+                tls.certificates.clone(),
+                port,
+                header_timeout,
+                shutdown.clone(),
+            )
+        });
+        if let Some(tls) = self.tls {
+            let key = tls.certificates.current();
+            if let (Some(der), Ok(address)) = (tls::end_entity(&key), listener.local_addr()) {
+                tls::advice::warn_at_start(der, address.port(), config.advertised_host());
+            }
+            tls::maintain(tls, &self.reload, shutdown.clone());
+        }
         let grace = config.limits.shutdown_grace;
         let edge = Arc::new(Edge {
             limits: config.limits,
@@ -329,24 +347,6 @@ impl Relay {
                 edge.shutdown.clone(),
             ));
         }
-        let acme = match (&config.tls, certificates) {
-            (TlsMode::Acme(settings), Some(certificates)) => Some(tls::acme::spawn(
-                tls::acme::Acme {
-                    settings: settings.clone(),
-                    data_dir: self.data_dir.clone(),
-                    certificates,
-                    http: self.acme_http.and_then(|listener| {
-                        TcpListener::from_std(listener)
-                            .inspect_err(|error| tracing::error!(%error, "acme http-01 listener"))
-                            .ok()
-                    }),
-                    https_port: listener.local_addr().map_or(443, |a| a.port()),
-                    header_timeout: config.limits.header_read_timeout,
-                },
-                edge.shutdown.clone(),
-            )),
-            _ => None,
-        };
         // Deliveries from the store stop starting when the relay stops accepting, and those
         // under way finish (they need their sessions) before the sessions are closed.
         let deliveries = tokio::spawn(self.scheduler.run(edge.shutdown.clone(), grace));
@@ -374,12 +374,10 @@ impl Relay {
     }
 }
 
-/// Binds `address` for a listener served later, so a port already taken or a privileged one
-/// fails the start rather than a background task.
-fn bind_now(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(address)?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
+/// What `relay-server cert` prints: the served certificate's file, names, validity and
+/// fingerprint; read from the data dir or the files, without a running relay.
+pub fn certificate_report(config: &Config) -> Result<String, TlsError> {
+    tls::advice::report(config)
 }
 
 /// Prepares and runs a relay: the whole server behind `relay-server`.

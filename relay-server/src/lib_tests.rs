@@ -19,7 +19,7 @@ async fn the_data_dir_and_everything_the_relay_writes_there_are_private() {
     let dir = TempDir::new("private");
     let root = dir.path().join("data");
     let mut config = Config::new(&root);
-    config.tls = TlsMode::SelfSigned;
+    config.tls = TlsMode::self_signed();
     let relay = Relay::prepare(config).expect("relay prepares");
     let data_dir = DataDir::new(&root);
     assert_eq!(mode(&root), 0o700, "the data dir");
@@ -51,7 +51,7 @@ async fn the_data_dir_and_everything_the_relay_writes_there_are_private() {
 /// `acme-tls/1` is closed after its handshake, so it never reaches the webhook intake.
 #[tokio::test]
 async fn a_connection_that_negotiates_acme_tls_1_is_closed_after_its_handshake() {
-    use test_support::probe::{self, Trust};
+    use test_support::tls::{self as probe, Trust};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = TempDir::new("acme-alpn");
@@ -68,7 +68,7 @@ async fn a_connection_that_negotiates_acme_tls_1_is_closed_after_its_handshake()
     let certificates = relay
         .tls
         .as_ref()
-        .and_then(|tls| tls.certificates.clone())
+        .map(|tls| tls.certificates.clone())
         .expect("ACME serves through the live resolver");
     let params = rcgen::CertificateParams::new(vec!["relay.test".into()]).expect("params");
     let key = rcgen::KeyPair::generate().expect("key");

@@ -12,7 +12,6 @@
 //! - [`telegram`]: [`FakeTelegram`], which sends webhooks the way Telegram does.
 //! - [`bot_api`]: [`FakeBotApi`], a Bot API server that records the calls the agent makes.
 //! - [`pebble`]: [`Pebble`], Let's Encrypt's test ACME server and its DNS, for real.
-//! - [`probe`] (from `test-support`): TLS handshakes that show what a server serves.
 
 pub mod agent;
 pub mod bot_api;
@@ -27,7 +26,7 @@ pub use bot_api::{ApiCall, FakeBotApi};
 pub use pebble::{Pebble, PebbleOptions};
 pub use relay::TestRelay;
 pub use telegram::{FakeTelegram, Reply, TelegramQueue, update_json};
-pub use test_support::{Answer, Received, TestBot, probe, temp_dir, unused_addr};
+pub use test_support::{Answer, Received, TestBot, temp_dir, unused_addr};
 
 /// How long any fixture waits for a condition before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(15);

@@ -16,7 +16,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use test_support::TempDir;
 
-use crate::probe::Trust;
+use test_support::tls::{self, Trust};
 
 /// How Pebble and its DNS are set up.
 #[derive(Debug, Clone)]
@@ -218,16 +218,16 @@ fn api_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf, Arc<rustls::RootCe
 
 /// The body of `GET https://<address><path>`, trusting `roots`.
 async fn https_get(address: SocketAddr, roots: &Arc<rustls::RootCertStore>, path: &str) -> Bytes {
-    let config = crate::probe::client(Trust::Roots(roots.clone()), &[]);
+    let config = tls::client(Trust::Roots(roots.clone()), &[]);
     let tcp = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
     let name = ServerName::from(address.ip());
-    let tls = tokio_rustls::TlsConnector::from(config)
+    let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .expect("tls with pebble");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("http handshake");
     tokio::spawn(connection);

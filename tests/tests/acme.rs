@@ -9,13 +9,13 @@ use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use bytes::Bytes;
-use e2e::probe::{self, Trust};
 use e2e::{Pebble, PebbleOptions, TestRelay};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use relay_server::config::AcmeSettings;
 use relay_server::data_dir::DataDir;
 use relay_server::{Config, TlsMode};
+use test_support::tls::{self, Trust};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long an issuance may take here: Pebble answers in milliseconds, validation included.
@@ -85,7 +85,7 @@ async fn trusted_chain(
 ) -> Vec<rustls_pki_types::CertificateDer<'static>> {
     let until = tokio::time::Instant::now() + deadline;
     loop {
-        if let Ok(chain) = probe::chain(relay.addr, domain, Trust::Roots(roots.clone())).await
+        if let Ok(chain) = tls::chain(relay.addr, domain, Trust::Roots(roots.clone())).await
             && accept(&chain)
         {
             return chain;
@@ -111,7 +111,7 @@ async fn tls_alpn_01_gets_a_trusted_full_chain_and_keeps_it_across_a_restart() {
     let pebble = Pebble::start(PebbleOptions::new());
     let mut relay =
         TestRelay::start_on(acme_config(&pebble, domain, None), pebble.options.tls_port);
-    let roots = probe::roots(pebble.issuing_root().await);
+    let roots = tls::roots(pebble.issuing_root().await);
 
     let chain = trusted_chain(&relay, domain, &roots, ISSUE_DEADLINE, |_| true).await;
     // Pebble's root signs only its intermediate: a leaf alone would not verify.
@@ -128,14 +128,14 @@ async fn tls_alpn_01_gets_a_trusted_full_chain_and_keeps_it_across_a_restart() {
     }
     assert!(data_dir.acme_cert().exists());
     // The challenge certificate went with its order: acme-tls/1 gets nothing now.
-    let challenge = probe::connect(relay.addr, domain, Trust::Anything, &[b"acme-tls/1"]).await;
+    let challenge = tls::connect(relay.addr, domain, Trust::Anything, &[b"acme-tls/1"]).await;
     assert!(
         challenge.is_err(),
         "no challenge certificate after issuance"
     );
 
     relay.restart();
-    let kept = probe::chain(relay.addr, domain, Trust::Roots(roots.clone()))
+    let kept = tls::chain(relay.addr, domain, Trust::Roots(roots.clone()))
         .await
         .expect("the kept chain is served from the first handshake after a restart");
     assert_eq!(
@@ -157,7 +157,7 @@ async fn http_01_on_http_listen_and_every_other_request_is_redirected_to_https()
     let http_listen = SocketAddr::from(([127, 0, 0, 1], pebble.options.http_port));
     let config = acme_config(&pebble, domain, Some(http_listen));
     let relay = TestRelay::start_on(config, pebble.options.tls_port);
-    let roots = probe::roots(pebble.issuing_root().await);
+    let roots = tls::roots(pebble.issuing_root().await);
 
     let chain = trusted_chain(&relay, domain, &roots, ISSUE_DEADLINE, |_| true).await;
     assert!(chain.len() >= 2, "the full chain is served");
@@ -205,10 +205,10 @@ async fn a_short_lived_certificate_is_renewed_in_place_and_open_connections_keep
     let mut config = acme_config(&pebble, domain, None);
     config.limits.keep_alive_timeout = Duration::from_secs(120);
     let relay = TestRelay::start_on(config, pebble.options.tls_port);
-    let roots = probe::roots(pebble.issuing_root().await);
+    let roots = tls::roots(pebble.issuing_root().await);
     let first = trusted_chain(&relay, domain, &roots, ISSUE_DEADLINE, |_| true).await;
 
-    let stream = probe::connect(
+    let stream = tls::connect(
         relay.addr,
         domain,
         Trust::Roots(roots.clone()),
@@ -278,14 +278,14 @@ async fn a_failed_issuance_keeps_the_temporary_certificate_and_logs_one_line_nam
     assert!(lines[0].contains("retry_in="), "{}", lines[0]);
 
     // The temporary self-signed certificate keeps serving.
-    let roots = probe::roots(pebble.issuing_root().await);
+    let roots = tls::roots(pebble.issuing_root().await);
     assert!(
-        probe::chain(relay.addr, domain, Trust::Roots(roots))
+        tls::chain(relay.addr, domain, Trust::Roots(roots))
             .await
             .is_err(),
         "nothing Pebble signed is served"
     );
-    let chain = probe::chain(relay.addr, domain, Trust::Anything)
+    let chain = tls::chain(relay.addr, domain, Trust::Anything)
         .await
         .expect("the temporary certificate still serves");
     assert_eq!(chain.len(), 1, "a self-signed certificate, alone");
@@ -312,7 +312,7 @@ async fn a_challenge_the_ca_cannot_reach_fails_validation_and_the_line_names_the
     assert!(lines[0].contains("could not validate"), "{}", lines[0]);
     assert!(lines[0].contains("check=\"port"), "{}", lines[0]);
     assert!(lines[0].contains("443"), "{}", lines[0]);
-    let chain = probe::chain(relay.addr, domain, Trust::Anything)
+    let chain = tls::chain(relay.addr, domain, Trust::Anything)
         .await
         .expect("the temporary certificate still serves");
     assert_eq!(chain.len(), 1, "a self-signed certificate, alone");

@@ -5,8 +5,8 @@
 //! in one line that says what to check. New handshakes get the new certificate; open
 //! connections keep theirs.
 //!
-//! Imports [`super::certificates`] and [`super::pem`], `crate::config`, `crate::data_dir` and
-//! `crate::response`; only [`crate::Relay`] uses it, through [`spawn`].
+//! Imports [`super::certificates`], [`super::pem`] and the parent's [`Tls`] and [`TlsError`], `crate::config`, `crate::data_dir` and
+//! `crate::response`; only [`crate::Relay`] uses it, through [`prepare`] and [`Prepared::spawn`].
 //!
 //! In the order of an issuance; each module imports only modules listed below it.
 //! - [`order`]: one issuance, from the account to the chain kept in the data dir.
@@ -26,11 +26,11 @@ mod stored;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use humantime_serde::re::humantime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::{Source, Tls, TlsError};
 use crate::config::AcmeSettings;
 use crate::data_dir::DataDir;
 use crate::tls::certificates::Certificates;
@@ -48,64 +48,92 @@ const MAX_RETRY: Duration = Duration::from_secs(60 * 60);
 /// most two minutes) and a few requests of at most 30 s each.
 const ISSUE_DEADLINE: Duration = Duration::from_secs(6 * 60);
 
-/// What the relay hands over for ACME.
+/// ACME made ready at start: the settings, and the HTTP-01 socket already bound, so a port that
+/// is taken (or privileged) fails the start instead of a background task.
 #[derive(Debug)]
-pub(crate) struct Acme {
-    /// The domains, CA and challenge settings.
-    pub(crate) settings: AcmeSettings,
-    /// Where the account and certificate are kept.
-    pub(crate) data_dir: DataDir,
-    /// The relay's live certificate.
-    pub(crate) certificates: Arc<Certificates>,
-    /// The `http_listen` socket, for HTTP-01.
-    pub(crate) http: Option<TcpListener>,
-    /// The relay's HTTPS port, for the HTTP-01 listener's redirects.
-    pub(crate) https_port: u16,
-    /// How long an HTTP-01 client has to send its request header.
-    pub(crate) header_timeout: Duration,
+pub(crate) struct Prepared {
+    settings: AcmeSettings,
+    data_dir: DataDir,
+    http: Option<std::net::TcpListener>,
 }
 
-/// Serves the certificate kept from an earlier issuance when it still covers the domains (at
-/// once, before this returns), then issues and renews in the background until `shutdown`.
-pub(crate) fn spawn(acme: Acme, shutdown: CancellationToken) -> JoinHandle<()> {
-    let tokens = Arc::new(Tokens::default());
-    if let Some(listener) = acme.http {
-        let http01 = http01::Http01 {
-            tokens: tokens.clone(),
-            https_port: acme.https_port,
-            header_timeout: acme.header_timeout,
+/// ACME for `tls`, when its certificate comes from an ACME CA.
+pub(crate) fn prepare(tls: Option<&Tls>, data_dir: &DataDir) -> Result<Option<Prepared>, TlsError> {
+    let Some(Source::Acme(settings)) = tls.map(|tls| &tls.source) else {
+        return Ok(None);
+    };
+    let http = match settings.http_listen {
+        None => None,
+        Some(address) => {
+            let bind = || {
+                let listener = std::net::TcpListener::bind(address)?;
+                listener.set_nonblocking(true)?;
+                Ok(listener)
+            };
+            Some(bind().map_err(|source| TlsError::Listen { address, source })?)
+        }
+    };
+    Ok(Some(Prepared {
+        settings: settings.clone(),
+        data_dir: data_dir.clone(),
+        http,
+    }))
+}
+
+impl Prepared {
+    /// Serves the certificate kept from an earlier issuance when it still covers the domains (at
+    /// once, before this returns), then issues and renews in the background until `shutdown`.
+    /// Redirects of the HTTP-01 listener go to `https_port`; its clients get `header_timeout`.
+    pub(crate) fn spawn(
+        self,
+        certificates: Arc<Certificates>,
+        https_port: u16,
+        header_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let tokens = Arc::new(Tokens::default());
+        match self.http.map(TcpListener::from_std) {
+            None => {}
+            Some(Ok(listener)) => {
+                let http01 = http01::Http01 {
+                    tokens: tokens.clone(),
+                    https_port,
+                    header_timeout,
+                };
+                tokio::spawn(http01::serve(listener, http01, shutdown.clone()));
+            }
+            Some(Err(error)) => tracing::error!(%error, "acme http-01 listener unusable"),
+        }
+        let domains = &self.settings.domains;
+        let first = match stored::load_certificate(&self.data_dir, domains) {
+            Ok(Some(kept)) => {
+                certificates.replace(kept.key);
+                tracing::info!(
+                    ?domains,
+                    not_after = %humantime::format_rfc3339_seconds(kept.not_after),
+                    "serving the certificate kept from the last acme issuance"
+                );
+                kept.renew_at
+            }
+            Ok(None) => SystemTime::now(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot use the kept acme certificate; issuing a new one");
+                SystemTime::now()
+            }
         };
-        tokio::spawn(http01::serve(listener, http01, shutdown.clone()));
+        let issuer = Issuer {
+            settings: self.settings,
+            data_dir: self.data_dir,
+            certificates,
+            tokens,
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = keep_renewed(issuer, first) => {}
+            }
+        })
     }
-    let domains = &acme.settings.domains;
-    let first = match stored::load_certificate(&acme.data_dir, domains) {
-        Ok(Some(kept)) => {
-            acme.certificates.replace(kept.key);
-            tracing::info!(
-                ?domains,
-                not_after = %humantime::format_rfc3339_seconds(kept.not_after),
-                "serving the certificate kept from the last acme issuance"
-            );
-            kept.renew_at
-        }
-        Ok(None) => SystemTime::now(),
-        Err(error) => {
-            tracing::warn!(%error, "cannot use the kept acme certificate; issuing a new one");
-            SystemTime::now()
-        }
-    };
-    let issuer = Issuer {
-        settings: acme.settings,
-        data_dir: acme.data_dir,
-        certificates: acme.certificates,
-        tokens,
-    };
-    tokio::spawn(async move {
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = keep_renewed(issuer, first) => {}
-        }
-    })
 }
 
 /// Issues at `next`, and again at each certificate's renewal time, forever.

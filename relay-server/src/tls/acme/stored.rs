@@ -42,13 +42,11 @@ impl Issued {
             .cert
             .first()
             .ok_or_else(|| AcmeError::Certificate("an empty chain".into()))?;
-        let (not_before, not_after, names) = leaf_facts(leaf)?;
-        if !domains
-            .iter()
-            .all(|d| names.iter().any(|n| n.eq_ignore_ascii_case(d)))
-        {
+        if !domains.iter().all(|domain| pem::covers(leaf, domain)) {
             return Ok(None);
         }
+        let info = pem::CertInfo::of(leaf).map_err(|e| AcmeError::Certificate(e.to_string()))?;
+        let (not_before, not_after) = (info.not_before, info.not_after);
         Ok(Some(Self {
             key,
             not_after,
@@ -63,27 +61,6 @@ pub(crate) fn renew_at(not_before: SystemTime, not_after: SystemTime) -> SystemT
         .duration_since(not_before)
         .unwrap_or(Duration::ZERO);
     not_after - lifetime / RENEW_WITH_LEFT
-}
-
-/// The leaf's start and end of validity and its DNS names.
-fn leaf_facts(der: &[u8]) -> Result<(SystemTime, SystemTime, Vec<String>), AcmeError> {
-    let unreadable = |e: String| AcmeError::Certificate(format!("cannot read the leaf: {e}"));
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| unreadable(e.to_string()))?;
-    let time = |t: x509_parser::time::ASN1Time| {
-        let seconds = u64::try_from(t.timestamp()).unwrap_or(0);
-        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
-    };
-    let validity = cert.validity();
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
-                names.push((*dns).to_owned());
-            }
-        }
-    }
-    Ok((time(validity.not_before), time(validity.not_after), names))
 }
 
 /// The certificate kept from an earlier issuance, when there is one that covers `domains`.
