@@ -398,8 +398,14 @@ fn every_agent_config_in_deploy_parses() {
             .unwrap_or_default();
         if name.starts_with("relay-agent") && name.ends_with(".toml") {
             let file = path.to_str().expect("utf-8 path");
-            // The deploy example leaves the token to RELAY_AGENT_TOKEN.
-            config(&["--config", file, "--token", "from-the-environment"])
+            // The deploy example leaves the relay, the token and the pin to RELAY_JOIN.
+            let join = protocol::Join {
+                relay: "wss://relay.example.com".into(),
+                token: Secret::new("from-the-environment"),
+                pin: Some(protocol::Pin::of(b"the relay's certificate")),
+            }
+            .encode();
+            config(&["--config", file, "--join", &join])
                 .unwrap_or_else(|error| panic!("{name}: {error}"));
             seen += 1;
         }
