@@ -64,8 +64,21 @@ pub struct Pebble {
     pub options: PebbleOptions,
     management: SocketAddr,
     api_roots: Arc<rustls::RootCertStore>,
-    children: Vec<Child>,
+    _children: Children,
     _dir: TempDir,
+}
+
+/// The programs started, killed when dropped (also when a later one fails to start).
+#[derive(Debug, Default)]
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Pebble {
@@ -78,23 +91,25 @@ impl Pebble {
         let listen = crate::unused_addr();
         let management = crate::unused_addr();
         let ipv4 = if options.resolve { "127.0.0.1" } else { "" };
-        let mut children = Vec::new();
-        children.push(spawn(Command::new("pebble-challtestsrv").args([
-            "-dns01",
-            &dns.to_string(),
-            "-management",
-            &dns_management.to_string(),
-            "-http01",
-            "",
-            "-https01",
-            "",
-            "-tlsalpn01",
-            "",
-            "-defaultIPv6",
-            "",
-            "-defaultIPv4",
-            ipv4,
-        ])));
+        let mut children = Children::default();
+        children
+            .0
+            .push(spawn(Command::new("pebble-challtestsrv").args([
+                "-dns01",
+                &dns.to_string(),
+                "-management",
+                &dns_management.to_string(),
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-defaultIPv6",
+                "",
+                "-defaultIPv4",
+                ipv4,
+            ])));
         let mut config = serde_json::json!({"pebble": {
             "listenAddress": listen.to_string(),
             "managementListenAddress": management.to_string(),
@@ -110,7 +125,7 @@ impl Pebble {
         }
         let config_path = dir.path().join("pebble-config.json");
         std::fs::write(&config_path, config.to_string()).expect("write pebble config");
-        children.push(spawn(
+        children.0.push(spawn(
             Command::new("pebble")
                 .arg("-config")
                 .arg(&config_path)
@@ -125,7 +140,7 @@ impl Pebble {
             options,
             management,
             api_roots,
-            children,
+            _children: children,
             _dir: dir,
         };
         for address in [dns_management, listen, management] {
@@ -148,15 +163,6 @@ impl Pebble {
                 "pebble did not listen on {address} in time"
             );
             std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
