@@ -103,6 +103,7 @@ pub struct Relay {
     token_file: Option<PathBuf>,
     token_is_new: bool,
     tls: Option<tls::Tls>,
+    acme: Option<tls::acme::Prepared>,
     reload: Reload,
     registry: Arc<Registry>,
     scheduler: Scheduler,
@@ -131,6 +132,7 @@ impl Relay {
                 }
             };
         let tls = tls::load(&config.tls, &data_dir, config.public_host.as_deref())?;
+        let acme = tls::acme::prepare(tls.as_ref(), &data_dir)?;
         let admin_token = match config.admin_listen {
             None => None,
             Some(_) => {
@@ -174,6 +176,7 @@ impl Relay {
             token_file,
             token_is_new,
             tls,
+            acme,
             reload: Reload::default(),
             registry,
             scheduler,
@@ -284,6 +287,18 @@ impl Relay {
             .tls
             .as_ref()
             .map(|tls| tokio_rustls::TlsAcceptor::from(tls.config.clone()));
+        // Before the warnings: a certificate kept from the last issuance is served (and checked)
+        // from the first handshake on, not the temporary one.
+        let acme = self.acme.zip(self.tls.as_ref()).map(|(acme, tls)| {
+            let port = listener.local_addr().map_or(443, |a| a.port());
+            let header_timeout = config.limits.header_read_timeout;
+            acme.spawn(
+                tls.certificates.clone(),
+                port,
+                header_timeout,
+                shutdown.clone(),
+            )
+        });
         if let Some(tls) = self.tls {
             let key = tls.certificates.current();
             if let (Some(der), Ok(address)) = (tls::end_entity(&key), listener.local_addr()) {
@@ -355,6 +370,10 @@ impl Relay {
             );
         }
         let _ = deliveries.await;
+        if let Some(acme) = acme {
+            // It stops at shutdown; its files are renamed into place, so none is left half-written.
+            let _ = acme.await;
+        }
         tunnel.stop.cancel();
         tunnel.tasks.close();
         let _ = tokio::time::timeout(SESSION_CLOSE_GRACE, tunnel.tasks.wait()).await;

@@ -1,6 +1,6 @@
 //! The relay's TLS: which certificate it serves, how that certificate changes while it runs, and
-//! the protocol policy of every handshake. Imports [`crate::config`], [`crate::data_dir`] and
-//! [`crate::reload`];
+//! the protocol policy of every handshake. Imports [`crate::config`], [`crate::data_dir`],
+//! [`crate::reload`] and [`crate::response`] (the ACME HTTP-01 listener's answers);
 //! [`crate::Relay`] and [`crate::edge`] use it.
 //!
 //! The relay's one `ServerConfig` asks [`Certificates`] for the certificate at every handshake,
@@ -8,12 +8,14 @@
 //! once and leaves open ones alone.
 //!
 //! In the order of the data path; each module imports only modules listed below it.
+//! - [`acme`]: certificates from an ACME CA, issued and renewed in the background.
 //! - [`advice`]: warnings at start and the `relay-server cert` report.
 //! - [`watch`]: reads certificate files again when they change and on SIGHUP.
 //! - [`self_signed`]: the relay's own certificate, RSA-2048 or ECDSA, kept in the data dir.
 //! - [`certificates`]: the certificate new handshakes get, and ACME's challenge certificates.
 //! - [`pem`]: PEM files into a served key; a certificate's names, dates and fingerprint.
 
+pub(crate) mod acme;
 pub(crate) mod advice;
 pub(crate) mod certificates;
 pub(crate) mod pem;
@@ -63,6 +65,14 @@ pub enum TlsError {
         /// Why.
         source: std::io::Error,
     },
+    /// The ACME HTTP-01 listener (`http_listen`) could not listen.
+    #[error("cannot listen on {address} for ACME HTTP-01: {source}")]
+    Listen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// rcgen or rustls refused the material.
     #[error("TLS setup failed: {0}")]
     Setup(String),
@@ -79,7 +89,6 @@ pub(crate) enum Source {
         cert: PathBuf,
     },
     /// An ACME CA, which issues and renews it.
-    #[allow(dead_code)] // read by `tls::acme`, which lands next
     Acme(AcmeSettings),
 }
 

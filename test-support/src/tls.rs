@@ -1,5 +1,6 @@
 //! What a TLS server presents, seen by a client that accepts any certificate but still checks
-//! the handshake's signatures: for tests that ask which certificate a relay serves.
+//! the handshake's signatures, or by one that trusts given roots: for tests that ask which
+//! certificate a relay serves, and whether a client would trust it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, ring};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// Accepts any certificate chain: the test looks at the chain itself afterwards.
 #[derive(Debug)]
@@ -92,4 +95,69 @@ pub async fn served_chain(
     tokio::time::timeout(crate::process::DEADLINE, connect)
         .await
         .map_err(|_| "no handshake within the deadline".to_owned())?
+}
+
+/// Whom a client trusts.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Certificates that chain to these roots, for the name asked.
+    Roots(Arc<rustls::RootCertStore>),
+    /// Any certificate: to see what a server serves before it has a trusted one.
+    Anything,
+}
+
+/// A client configuration with `trust`, offering `alpn`.
+pub fn client(trust: Trust, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let mut config = match trust {
+        Trust::Roots(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
+        Trust::Anything => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate::default()))
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Roots holding `root` alone.
+pub fn roots(root: CertificateDer<'static>) -> Arc<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).expect("a usable root");
+    Arc::new(roots)
+}
+
+/// A TLS connection to `address` for `name`, or the handshake's error.
+pub async fn connect(
+    address: SocketAddr,
+    name: &str,
+    trust: Trust,
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(address).await?;
+    let name = ServerName::try_from(name.to_owned()).expect("a valid name");
+    let connector = tokio_rustls::TlsConnector::from(client(trust, alpn));
+    tokio::time::timeout(crate::process::DEADLINE, connector.connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::other("handshake timed out"))?
+}
+
+/// The chain `address` serves for `name`, if a handshake with `trust` succeeds.
+pub async fn chain(
+    address: SocketAddr,
+    name: &str,
+    trust: Trust,
+) -> std::io::Result<Vec<CertificateDer<'static>>> {
+    let stream = connect(address, name, trust, &[b"http/1.1"]).await?;
+    Ok(stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect())
 }

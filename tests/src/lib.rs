@@ -11,9 +11,11 @@
 //!   as told.
 //! - [`telegram`]: [`FakeTelegram`], which sends webhooks the way Telegram does.
 //! - [`bot_api`]: [`FakeBotApi`], a Bot API server that records the calls the agent makes.
+//! - [`pebble`]: [`Pebble`], Let's Encrypt's test ACME server and its DNS, for real.
 
 pub mod agent;
 pub mod bot_api;
+pub mod pebble;
 pub mod relay;
 pub mod telegram;
 
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 pub use agent::TestAgent;
 pub use bot_api::{ApiCall, FakeBotApi};
+pub use pebble::{Pebble, PebbleOptions};
 pub use relay::TestRelay;
 pub use telegram::{FakeTelegram, Reply, TelegramQueue, update_json};
 pub use test_support::{Answer, Received, TestBot, temp_dir, unused_addr};

@@ -52,6 +52,12 @@ impl TestRelay {
         Self::serve(config, listener)
     }
 
+    /// Starts a relay with `config` on 127.0.0.1:`port` (a port a test chose for a reason, such
+    /// as Pebble's TLS-ALPN-01 port).
+    pub fn start_on(config: Config, port: u16) -> Self {
+        Self::serve(config, bind_again(SocketAddr::from(([127, 0, 0, 1], port))))
+    }
+
     fn serve(config: Config, listener: std::net::TcpListener) -> Self {
         crate::init_logging();
         let addr = listener.local_addr().expect("addr");

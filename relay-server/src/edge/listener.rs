@@ -25,6 +25,7 @@ use super::keep_alive::{Clock, Lifetime};
 use super::{Edge, webhook};
 use crate::config::Limits;
 use crate::response::{retry_later, text_response};
+use crate::tls::certificates::ACME_TLS_ALPN;
 use crate::tunnel::upgrade;
 
 /// A client that has not finished its TLS handshake by now is a scanner or a slowloris.
@@ -141,6 +142,11 @@ async fn connection(
                 tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
             drop(handshake);
             match accepted {
+                // A CA validating TLS-ALPN-01 only looks at the certificate (RFC 8737,
+                // section 3): the connection is never served HTTP.
+                Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
+                    tracing::debug!(%peer, "acme-tls/1 handshake done; closed");
+                }
                 Ok(Ok(stream)) => serve_http(edge, stream, peer, reserved).await,
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
                 Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
