@@ -3,9 +3,6 @@
 //! certificate is served from the next handshake on, and connections already open keep theirs.
 //! Imports nothing from the crate.
 
-// Until `tls::acme` lands (the next commits), only the tests set challenges.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
