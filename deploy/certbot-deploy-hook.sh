@@ -1,10 +1,11 @@
 #!/bin/sh
 # certbot deploy hook for relay-server.
 #
-# relay-server reads its certificate and key once, at start, as the unprivileged user `relay`.
-# certbot keeps keys readable by root only, so after each issue or renewal this hook lets the
-# group `relay` read this domain's files, then restarts the relay so that it serves the new
-# certificate. Connected agents are told 1001 "going away" and are back within a second or two.
+# relay-server reads its certificate and key as the unprivileged user `relay`, and reads them
+# again by itself within seconds when they change (or at once on SIGHUP, `systemctl reload`),
+# without dropping a connection. certbot keeps keys readable by root only, so after each issue
+# or renewal this hook lets the group `relay` read this domain's files, then asks for a reload.
+# (With [tls.acme] the relay gets its certificate itself and needs neither certbot nor this.)
 #
 # Install:
 #   install -m 0755 deploy/certbot-deploy-hook.sh /usr/local/sbin/relay-server-certbot-hook
@@ -26,5 +27,6 @@ chgrp relay /etc/letsencrypt/live /etc/letsencrypt/archive "$lineage" "$archive"
 chmod g+rx /etc/letsencrypt/live /etc/letsencrypt/archive "$lineage" "$archive"
 chmod g+r "$archive"/privkey*.pem
 
-# try-restart: restart if running; on the very first issue the relay may not be installed yet.
-systemctl try-restart relay-server.service
+# try-reload-or-restart: reload if running; on the very first issue the relay may not be
+# installed yet.
+systemctl try-reload-or-restart relay-server.service

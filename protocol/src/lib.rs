@@ -16,6 +16,8 @@
 //!   dead one.
 //! - [`close`]: WebSocket close codes both sides agree on.
 //! - [`limits`]: the size limits every frame is held to.
+//! - [`join`]: the join value a relay's banner hands an agent: relay URL, token and certificate
+//!   [`Pin`].
 //! - [`secret`]: tokens that never show in logs and compare in constant time.
 //! - [`bot_name`]: the rule every bot name follows.
 
@@ -23,6 +25,7 @@ pub mod bot_name;
 pub mod close;
 pub mod codec;
 pub mod frame;
+pub mod join;
 pub mod limits;
 pub mod link;
 pub mod progress;
@@ -36,6 +39,7 @@ pub use frame::{
     Delivery, DeliveryMode, Failure, FailureKind, Frame, HOP_BY_HOP, Header, Hello, HelloAck,
     Request, RequestId, Response, is_hop_by_hop,
 };
+pub use join::{JOIN_PREFIX, Join, JoinError, MAX_JOIN_LEN, Pin, PinError};
 pub use limits::{HEAD_ROOM, MAX_BODY_LIMIT, MAX_FRAME_LEN};
 pub use link::{LinkConfig, LinkError, LinkReader, Outbox};
 pub use progress::{Progress, Tracked};

@@ -8,11 +8,12 @@
 pub(crate) mod cli;
 pub(crate) mod error;
 pub(crate) mod file;
+pub(crate) mod relay;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use protocol::{DeliveryMode, Secret, bot_name};
+use protocol::{DeliveryMode, Pin, Secret, bot_name};
 
 pub use cli::Cli;
 pub use error::ConfigError;
@@ -84,8 +85,10 @@ pub struct Config {
     pub relay: RelayUrl,
     /// The bearer token the relay expects.
     pub token: Secret,
-    /// Extra certificates to trust for the relay (PEM).
+    /// Certificates to trust for the relay (PEM): each as the relay's exact one, and as a CA.
     pub ca: Option<PathBuf>,
+    /// The relay certificate's fingerprint; alone (without `ca`), nothing else is trusted.
+    pub pin: Option<Pin>,
     /// The bots this agent serves, in the order given.
     pub bots: Vec<Bot>,
     /// The name announced in the hello, for the relay's logs.
@@ -126,6 +129,7 @@ impl Config {
             relay: RelayUrl::parse(relay_url)?,
             token,
             ca: None,
+            pin: None,
             bots,
             name: default_name(),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
@@ -150,14 +154,14 @@ impl Config {
     /// the process's environment. Bot tokens: a `--bot-token` flag wins over the environment,
     /// which wins over the file, as for the agent token.
     pub(crate) fn from_cli_and_env(
-        cli: Cli,
+        mut cli: Cli,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let file = match &cli.config {
+        let mut file = match &cli.config {
             Some(path) => read_file(path)?,
             None => File::default(),
         };
-        let relay = cli.relay.or(file.relay).ok_or(ConfigError::MissingRelay)?;
+        let relay = relay::merge(&mut cli, &mut file)?;
         let mut bots = cli
             .bots
             .iter()
@@ -210,9 +214,10 @@ impl Config {
             .transpose()?
             .unwrap_or_default();
         let config = Config {
-            relay: RelayUrl::parse(&relay)?,
-            token: cli.token.or(file.token).ok_or(ConfigError::MissingToken)?,
-            ca: cli.ca.or(file.ca),
+            relay: RelayUrl::parse(&relay.relay)?,
+            token: relay.token,
+            ca: relay.ca,
+            pin: relay.pin,
             bots,
             name: cli.name.or(file.name).unwrap_or_else(default_name),
             max_concurrency: cli

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use protocol::Pin;
+
 use crate::config::ConfigError;
 
 /// Why [`crate::run`] gave up. Every variant is fatal: retrying would fail the same way.
@@ -49,11 +51,22 @@ pub enum AgentError {
 
     /// The relay's TLS certificate did not verify.
     #[error(
-        "the relay's certificate is not trusted ({reason}): pass --ca with the relay's certificate file (relay-server prints its path) or use a certificate from a public CA"
+        "the relay's certificate is not trusted ({reason}): pass --ca with the relay's certificate file (relay-server prints its path) or --pin with its fingerprint, or --join with the line relay-server's banner prints, or use a certificate from a public CA"
     )]
     UntrustedCertificate {
         /// What rustls said about the certificate.
         reason: String,
+    },
+
+    /// The relay's certificate is not the one `--pin` (or the join value) names.
+    #[error(
+        "the relay's certificate is {presented} but --pin expects {expected}; if the relay made a new certificate, copy the new join line from its banner"
+    )]
+    PinMismatch {
+        /// The fingerprint of the certificate the relay presented (fingerprints are public).
+        presented: Pin,
+        /// The pin the agent was given.
+        expected: Pin,
     },
 
     /// The relay and the agent speak different protocol versions.
@@ -83,7 +96,7 @@ pub enum AgentError {
 
     /// The relay could not be reached within the startup timeout.
     #[error(
-        "cannot reach the relay at {url}: {error}; check --relay and that relay-server is running"
+        "cannot reach the relay at {url}: {error}; check --relay (or --join) and that relay-server is running"
     )]
     Unreachable {
         /// The relay URL as configured.

@@ -20,10 +20,11 @@
 //! - [`api`]: Bot API calls made on a bot's behalf.
 //!   - [`api::reply`]: the calls in bots' answers to stored updates, made with the bot's token.
 //!   - [`api::client`]: the pooled HTTPS client for the Bot API.
-//! - [`tls`]: the TLS client settings, for the relay and the Bot API alike.
+//! - [`tls`]: the TLS client settings: the relay's exact certificate or pin, the Bot API's roots.
 //! - [`error`]: the reasons the agent stops for good.
 //! - [`config`]: the validated [`Config`], its defaults, and the merge of flags and file.
 //!   - [`config::cli`]: the command-line flags ([`Cli`]).
+//!   - [`config::relay`]: the relay's URL, token and trust, merged from `--join` and the rest.
 //!   - [`config::file`]: the TOML config file.
 //!   - [`config::error`]: why a setting is refused ([`ConfigError`]).
 //! - [`url`]: the relay's WebSocket URL, the bots' HTTP URLs and the Bot API's URL.

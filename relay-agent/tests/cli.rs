@@ -96,6 +96,7 @@ fn help_documents_every_flag_and_hides_the_token() {
     let (mut command, _dir) = agent(&["--help"]);
     let output = command
         .env("RELAY_AGENT_TOKEN", "super-secret-value")
+        .env("RELAY_JOIN", "rj1.super-secret-join")
         .output()
         .expect("run --help");
     assert!(output.status.success());
@@ -105,6 +106,9 @@ fn help_documents_every_flag_and_hides_the_token() {
         "--token",
         "RELAY_AGENT_TOKEN",
         "--ca",
+        "--pin",
+        "--join",
+        "RELAY_JOIN",
         "--bot",
         "--config",
         "--name",
@@ -121,6 +125,7 @@ fn help_documents_every_flag_and_hides_the_token() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
     assert!(!help.contains("super-secret-value"));
+    assert!(!help.contains("super-secret-join"));
 }
 
 #[test]
@@ -245,4 +250,55 @@ fn an_unusable_state_dir_is_named_and_bot_tokens_stay_out_of_errors() {
     ]);
     assert!(stderr.contains("--bot-token"), "{stderr}");
     assert!(!stderr.contains("no-name-given"), "{stderr}");
+}
+
+#[test]
+fn relay_join_in_the_environment_is_enough_to_dial_and_a_bad_one_is_one_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let relay = format!("ws://{}", listener.local_addr().expect("addr"));
+    drop(listener);
+    let join = protocol::Join {
+        relay: relay.clone(),
+        token: protocol::Secret::new("join-5ecret-token"),
+        pin: None,
+    }
+    .encode();
+    let args = [
+        "--bot",
+        "echo=http://127.0.0.1:1/",
+        "--startup-timeout",
+        "1s",
+    ];
+    let (mut command, _dir) = agent(&args);
+    let child = command
+        .env("RELAY_JOIN", &join)
+        .spawn()
+        .expect("start relay-agent");
+    let (status, stderr) = wait(child);
+    // No relay or token flag, yet it dialed the join value's relay.
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "relay-agent: error: cannot reach the relay at {relay}"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("5ecret"), "{stderr}");
+
+    let cut = &join[..join.len() - 6];
+    let (mut command, _dir) = agent(&args);
+    let child = command
+        .env("RELAY_JOIN", cut)
+        .spawn()
+        .expect("start relay-agent");
+    let (status, stderr) = wait(child);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("relay-agent: error: --join (or RELAY_JOIN): damaged join value"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("5ecret"), "{stderr}");
 }

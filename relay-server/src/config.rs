@@ -5,11 +5,15 @@
 //! - [`cli`]: the flags and the admin subcommands.
 //! - `file`: the TOML file and how flags are laid over it.
 //! - `validate`: the checks every value passes, wherever it came from.
+//! - [`tls`]: how the public port speaks TLS: files, self-signed or ACME.
 //! - [`ip_range`]: address ranges, for `trusted_proxies`.
+//! - [`error`]: why a configuration is refused ([`ConfigError`]).
 
 pub mod cli;
+pub mod error;
 mod file;
 pub mod ip_range;
+pub mod tls;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -19,9 +23,11 @@ use std::time::Duration;
 
 use protocol::Secret;
 
-pub use cli::{Cli, Command, DeadLetterAction};
+pub use cli::{AdminCommand, Cli, Command, DeadLetterAction};
+pub use error::ConfigError;
 pub use ip_range::IpRange;
 pub use protocol::DeliveryMode;
+pub use tls::{AcmeSettings, KeyKind, TlsMode};
 
 /// Loopback only: the admin API can replay and drop stored updates.
 pub const DEFAULT_ADMIN_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8444);
@@ -144,22 +150,6 @@ pub struct Config {
     /// Loopback by default (a proxy on the same machine); empty trusts nobody. Ignored when the
     /// relay terminates TLS: then it is the edge.
     pub trusted_proxies: Vec<IpRange>,
-}
-
-/// How the listener speaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Serve the given certificate chain and key.
-    Files {
-        /// PEM certificate chain.
-        cert: PathBuf,
-        /// PEM private key.
-        key: PathBuf,
-    },
-    /// Serve a certificate generated on first start and kept in the data dir.
-    SelfSigned,
-    /// Plain HTTP behind a TLS-terminating proxy.
-    Off,
 }
 
 /// A token restricted to some bots.
@@ -293,37 +283,13 @@ impl Default for Limits {
     }
 }
 
-/// A configuration mistake, worded as what to do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has unknown keys.
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's explanation, with line and column.
-        message: String,
-    },
-    /// A value is out of range or inconsistent.
-    #[error("{0}")]
-    Invalid(String),
-}
-
 impl Config {
     /// Defaults everywhere: self-signed TLS, a generated token, any bot.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             data_dir: data_dir.into(),
-            tls: TlsMode::SelfSigned,
+            tls: TlsMode::self_signed(),
             public_host: None,
             agent_token: None,
             agents: Vec::new(),
@@ -333,6 +299,15 @@ impl Config {
             admin_listen: Some(SocketAddr::from(DEFAULT_ADMIN_LISTEN)),
             threads: DEFAULT_THREADS,
             trusted_proxies: IpRange::loopback().to_vec(),
+        }
+    }
+
+    /// The name the public reaches the relay at: `public_host`, else the first ACME domain.
+    pub fn advertised_host(&self) -> Option<&str> {
+        match (&self.public_host, &self.tls) {
+            (Some(host), _) => Some(host),
+            (None, TlsMode::Acme(acme)) => acme.domains.first().map(String::as_str),
+            (None, _) => None,
         }
     }
 

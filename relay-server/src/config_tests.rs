@@ -20,7 +20,7 @@ fn plain_start_uses_the_defaults() {
     let config = Config::merge(cli(&[]), FileConfig::default()).expect("valid");
     assert_eq!(config.listen, "0.0.0.0:8443".parse().expect("addr"));
     assert_eq!(config.data_dir, PathBuf::from("relay-data"));
-    assert_eq!(config.tls, TlsMode::SelfSigned);
+    assert_eq!(config.tls, TlsMode::self_signed());
     assert!(config.agent_token.is_none());
     assert_eq!(config.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
 }

@@ -9,7 +9,9 @@
 //! | `bot-modes` | the delivery modes agents asked for their bots | `tunnel::bots` |
 //! | `store.redb` | stored updates and dead letters | `delivery::store` |
 //! | `store.redb.damaged-<unix seconds>` | a store file damaged at start, moved aside (0600) | `delivery::store` |
-//! | `tls/self-signed-{cert,key}.pem`, `tls/self-signed-names` | the self-signed certificate, its key (0600) and the names it covers | `edge::tls` |
+//! | `tls/self-signed-{cert,key}.pem`, `tls/self-signed-names` | the self-signed certificate, its key (0600) and the names it covers | `tls::self_signed` |
+//! | `acme/account.json` | the ACME account's key and URL (0600) | `tls::acme` |
+//! | `acme/cert.pem`, `acme/key.pem` | the certificate chain ACME issued and its key (0600) | `tls::acme` |
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ pub(crate) const BOT_MODES_FILE: &str = "bot-modes";
 pub(crate) const STORE_FILE: &str = "store.redb";
 /// The folder of the self-signed certificate.
 const TLS_DIR: &str = "tls";
+/// The folder of the ACME account and certificate.
+const ACME_DIR: &str = "acme";
 
 /// The paths of a relay's data dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +94,21 @@ impl DataDir {
     /// The self-signed certificate's private key (PEM, 0600).
     pub fn self_signed_key(&self) -> PathBuf {
         self.root.join(TLS_DIR).join("self-signed-key.pem")
+    }
+
+    /// The ACME account's credentials (JSON, 0600).
+    pub fn acme_account(&self) -> PathBuf {
+        self.root.join(ACME_DIR).join("account.json")
+    }
+
+    /// The certificate chain ACME issued (PEM, end entity first).
+    pub fn acme_cert(&self) -> PathBuf {
+        self.root.join(ACME_DIR).join("cert.pem")
+    }
+
+    /// The private key of [`DataDir::acme_cert`] (PEM, 0600).
+    pub fn acme_key(&self) -> PathBuf {
+        self.root.join(ACME_DIR).join("key.pem")
     }
 
     /// The names the self-signed certificate was made for, one a line, to tell when to remake it.

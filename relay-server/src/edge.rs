@@ -11,7 +11,6 @@
 //! - [`headers`]: the headers the bot gets and the answer Telegram gets.
 //! - [`admission`]: the connection pool, the agents' reserve, and the per-source caps.
 //! - [`keep_alive`]: one connection's idle, header, age and request bounds.
-//! - [`tls`]: the server certificate, from files or self-signed.
 
 pub(crate) mod admission;
 pub(crate) mod body_budget;
@@ -19,7 +18,6 @@ pub(crate) mod checks;
 pub(crate) mod headers;
 pub(crate) mod keep_alive;
 pub(crate) mod listener;
-pub(crate) mod tls;
 pub(crate) mod webhook;
 
 use std::collections::{HashMap, HashSet};

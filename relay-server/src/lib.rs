@@ -2,7 +2,8 @@
 //!
 //! Webhooks arrive at `POST /hook/<bot>[/<rest>]`; each goes, over the WebSocket that the bot's
 //! `relay-agent` opened to `/agent/v1`, to the agent, and the bot's answer comes back the same way.
-//! Both share one listening port, with TLS from files, a self-signed certificate, or none. While
+//! Both share one listening port, with TLS from files (read again when they change), an ACME CA,
+//! a self-signed certificate, or none. While
 //! no agent is there, updates wait in an embedded store and are delivered later, in each chat's
 //! order.
 //!
@@ -13,11 +14,14 @@
 //!   API.
 //! - `edge`: the public port: listener, TLS, the webhook intake and its checks.
 //! - [`admin`]: the admin API and its command-line client.
+//! - [`join`]: the one value an agent joins with: relay URL, agent token, certificate pin.
 //! - `delivery`: the live-or-stored decision, the per-chat scheduler and the durable store.
 //! - [`tunnel`]: agent tokens, known bots, the agent endpoint, sessions and the registry.
+//! - `tls`: the served certificate, its reloads and renewals, and the handshake policy.
 //! - [`config`]: flags, file and validation, into one [`Config`].
 //! - `response`: the relay's own short HTTP answers.
 //! - [`data_dir`]: every file the relay keeps in its data dir.
+//! - [`reload`]: the request to read certificates again (SIGHUP).
 
 // Most modules are private (only the binary, the tests and the bench use the crate), and the docs
 // are read with `cargo doc --document-private-items`, which these links are for.
@@ -30,7 +34,10 @@ mod delivery;
 mod edge;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod join;
+pub mod reload;
 mod response;
+mod tls;
 pub mod tunnel;
 
 use std::path::{Path, PathBuf};
@@ -41,7 +48,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Cli, Config, ConfigError, TlsMode};
-pub use edge::tls::TlsError;
+pub use reload::Reload;
+pub use tls::TlsError;
 
 use admin::api::Admin;
 use data_dir::DataDir;
@@ -94,7 +102,8 @@ pub struct Relay {
     any_bot_token: Option<Secret>,
     token_file: Option<PathBuf>,
     token_is_new: bool,
-    tls: Option<edge::tls::Tls>,
+    tls: Option<tls::Tls>,
+    reload: Reload,
     registry: Arc<Registry>,
     scheduler: Scheduler,
     admin_token: Option<Secret>,
@@ -121,7 +130,7 @@ impl Relay {
                     (Some(token), Some(path), made)
                 }
             };
-        let tls = edge::tls::load(&config.tls, &data_dir, config.public_host.as_deref())?;
+        let tls = tls::load(&config.tls, &data_dir, config.public_host.as_deref())?;
         let admin_token = match config.admin_listen {
             None => None,
             Some(_) => {
@@ -165,6 +174,7 @@ impl Relay {
             token_file,
             token_is_new,
             tls,
+            reload: Reload::default(),
             registry,
             scheduler,
             admin_token,
@@ -188,9 +198,22 @@ impl Relay {
 
     /// The self-signed certificate's file, when the relay made one.
     pub fn self_signed_cert(&self) -> Option<&Path> {
-        self.tls
-            .as_ref()
-            .and_then(|tls| tls.self_signed_cert.as_deref())
+        match &self.tls.as_ref()?.source {
+            tls::Source::SelfSigned { cert } => Some(cert),
+            _ => None,
+        }
+    }
+
+    /// The SHA-256 fingerprint of the certificate served now, as agents pin it.
+    pub fn fingerprint(&self) -> Option<protocol::Pin> {
+        let key = self.tls.as_ref()?.certificates.current();
+        tls::end_entity(&key).map(|der| protocol::Pin::of(der))
+    }
+
+    /// The handle that makes the running relay read its certificate files again (what SIGHUP
+    /// does); take it before [`Relay::run`].
+    pub fn reload_handle(&self) -> Reload {
+        self.reload.clone()
     }
 
     /// Whether the listener speaks TLS.
@@ -252,7 +275,15 @@ impl Relay {
         );
         let acceptor = self
             .tls
-            .map(|tls| tokio_rustls::TlsAcceptor::from(tls.config));
+            .as_ref()
+            .map(|tls| tokio_rustls::TlsAcceptor::from(tls.config.clone()));
+        if let Some(tls) = self.tls {
+            let key = tls.certificates.current();
+            if let (Some(der), Ok(address)) = (tls::end_entity(&key), listener.local_addr()) {
+                tls::advice::warn_at_start(der, address.port(), config.advertised_host());
+            }
+            tls::maintain(tls, &self.reload, shutdown.clone());
+        }
         let grace = config.limits.shutdown_grace;
         let edge = Arc::new(Edge {
             limits: config.limits,
@@ -322,6 +353,12 @@ impl Relay {
         let _ = tokio::time::timeout(SESSION_CLOSE_GRACE, tunnel.tasks.wait()).await;
         tracing::info!("relay stopped");
     }
+}
+
+/// What `relay-server cert` prints: the served certificate's file, names, validity and
+/// fingerprint; read from the data dir or the files, without a running relay.
+pub fn certificate_report(config: &Config) -> Result<String, TlsError> {
+    tls::advice::report(config)
 }
 
 /// Prepares and runs a relay: the whole server behind `relay-server`.

@@ -19,7 +19,7 @@ async fn the_data_dir_and_everything_the_relay_writes_there_are_private() {
     let dir = TempDir::new("private");
     let root = dir.path().join("data");
     let mut config = Config::new(&root);
-    config.tls = TlsMode::SelfSigned;
+    config.tls = TlsMode::self_signed();
     let relay = Relay::prepare(config).expect("relay prepares");
     let data_dir = DataDir::new(&root);
     assert_eq!(mode(&root), 0o700, "the data dir");

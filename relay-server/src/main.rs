@@ -7,11 +7,12 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
-use relay_server::config::Command;
+use relay_server::config::{AdminCommand, Command};
 use relay_server::{Cli, Config, Relay};
 use service::fail;
 use tokio::net::TcpListener;
@@ -25,6 +26,7 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
+    let config_file = cli.config.clone();
     service::init_logging();
     let command = cli.command.take();
     let config = match Config::from_cli(cli) {
@@ -42,7 +44,12 @@ fn main() -> ExitCode {
         }
     };
     if let Some(command) = command {
-        return match runtime.block_on(admin_command(command, &config)) {
+        let done = match command {
+            Command::Cert => relay_server::certificate_report(&config).map_err(anyhow::Error::from),
+            Command::Join => join_value(&config),
+            Command::Admin(command) => runtime.block_on(admin_command(command, &config)),
+        };
+        return match done {
             Ok(output) => {
                 println!("{output}");
                 ExitCode::SUCCESS
@@ -52,7 +59,7 @@ fn main() -> ExitCode {
     }
     // Plain `{error}`: each error's own text already names its cause, and anyhow's `{:#}` would
     // print that cause a second time.
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, config_file.as_deref())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(PROGRAM, error, 1),
     }
@@ -94,7 +101,7 @@ fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, config_file: Option<&Path>) -> anyhow::Result<()> {
     let limits = &config.limits;
     raise_open_file_limit(
         limits
@@ -122,13 +129,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     service::cancel_on_signal(shutdown.clone())
         .map_err(|error| anyhow!("cannot watch for signals: {error}"))?;
-    print_banner(&relay, &listener);
+    let reload = relay.reload_handle();
+    service::on_reload_signal(move || reload.request())
+        .map_err(|error| anyhow!("cannot watch for SIGHUP: {error}"))?;
+    print_banner(&relay, &listener, config_file);
     relay.run_with_admin(listener, admin, shutdown).await;
     Ok(())
 }
 
 /// Runs an admin subcommand against the relay this configuration describes.
-async fn admin_command(command: Command, config: &Config) -> anyhow::Result<String> {
+async fn admin_command(command: AdminCommand, config: &Config) -> anyhow::Result<String> {
     let address = config
         .admin_listen
         .context("the admin API is turned off in this configuration (--no-admin)")?;
@@ -145,41 +155,24 @@ async fn admin_command(command: Command, config: &Config) -> anyhow::Result<Stri
     Ok(relay_server::admin::client(command, address, &token).await?)
 }
 
+/// `relay-server join`: the join value, for `RELAY_JOIN`.
+fn join_value(config: &Config) -> anyhow::Result<String> {
+    Ok(relay_server::join::join_value(config, config.listen)?.encode())
+}
+
 /// Tells a new user the two things they need: the agent command and the webhook URL.
-fn print_banner(relay: &Relay, listener: &TcpListener) {
+fn print_banner(relay: &Relay, listener: &TcpListener, config_file: Option<&Path>) {
     let config = relay.config();
     let address = listener.local_addr().unwrap_or(config.listen);
     let port = address.port();
-    let named = config.public_host.clone().or_else(|| {
+    let named = config.advertised_host().map(str::to_owned).or_else(|| {
         (!address.ip().is_unspecified()).then(|| match address.ip() {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             ip => ip.to_string(),
         })
     });
     let host = named.clone().unwrap_or_else(|| "HOST".into());
-    let (http, ws) = if relay.tls_enabled() {
-        ("https", "wss")
-    } else {
-        ("http", "ws")
-    };
-    // The token is shown once, when it is made; later starts point at its file, so logs that
-    // capture stdout (the journal) do not keep repeating a secret.
-    let token = match (relay.any_bot_token(), relay.token_file()) {
-        (Some(token), Some(_)) if relay.token_is_new() => token.expose().to_owned(),
-        (Some(_), Some(file)) => {
-            let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
-            format!("\"$(cat {})\"", file.display())
-        }
-        (Some(_), None) => "\"$RELAY_AGENT_TOKEN\"".to_owned(),
-        (None, _) => "TOKEN-FROM-YOUR-CONFIG".to_owned(),
-    };
-    let ca = relay
-        .self_signed_cert()
-        .map(|path| {
-            let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-            format!(" --ca {}", path.display())
-        })
-        .unwrap_or_default();
+    let http = if relay.tls_enabled() { "https" } else { "http" };
     println!(
         "relay-server {} listening on {address} ({http})",
         env!("CARGO_PKG_VERSION")
@@ -187,20 +180,42 @@ fn print_banner(relay: &Relay, listener: &TcpListener) {
     println!();
     println!("Webhook URL of bot NAME:   {http}://{host}:{port}/hook/NAME");
     println!("Run the agent beside the bot:");
-    println!(
-        "  relay-agent --relay {ws}://{host}:{port} --token {token}{ca} --bot NAME=http://127.0.0.1:PORT/PATH"
-    );
-    if named.is_none() {
-        println!(
-            "(replace HOST with this machine's public name or IP, or start with --public-host HOST)"
-        );
+    let bot = "--bot NAME=http://127.0.0.1:PORT/PATH";
+    match relay_server::join::join_value(config, address) {
+        // The value holds the token, so it is shown once, when the token is made; later starts
+        // name the command that prints it, so logs that capture stdout (the journal) do not keep
+        // repeating a secret.
+        Ok(join) if relay.token_is_new() => {
+            let join = join.encode();
+            println!("  RELAY_JOIN={join} relay-agent {bot}");
+            println!(
+                "(or relay-agent --join {join} {bot}, though that shows the token in the process list)"
+            );
+        }
+        Ok(_) => {
+            let mut command = String::from("relay-server join");
+            if let Some(file) = config_file {
+                let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+                command.push_str(&format!(" --config {}", file.display()));
+            }
+            let data_dir =
+                std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+            command.push_str(&format!(" --data-dir {}", data_dir.display()));
+            println!("  RELAY_JOIN=<the value `{command}` prints here> relay-agent {bot}");
+        }
+        Err(why) => {
+            let ws = if relay.tls_enabled() { "wss" } else { "ws" };
+            println!("  RELAY_AGENT_TOKEN=TOKEN relay-agent --relay {ws}://{host}:{port} {bot}");
+            println!("(no join value: {why})");
+        }
     }
     if let Some(cert) = relay.self_signed_cert() {
+        let cert = std::fs::canonicalize(cert).unwrap_or_else(|_| cert.to_owned());
         println!(
-            "The certificate is self-signed: copy {} to the agent's machine for --ca,",
+            "The certificate is self-signed: upload {} to Telegram as setWebhook's `certificate`",
             cert.display()
         );
-        println!("and upload it to Telegram as setWebhook's `certificate`.");
+        println!("(`relay-server cert` shows how); agents trust it by the pin in the join value.");
     }
     println!();
 }

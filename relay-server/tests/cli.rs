@@ -64,7 +64,7 @@ fn mistakes_a_user_can_make_get_one_clear_line() {
 }
 
 #[test]
-fn plain_start_prints_the_agent_command_and_keeps_its_token_and_certificate() {
+fn plain_start_prints_one_join_line_that_carries_url_token_and_pin() {
     let dir = temp_dir("first-start");
     let mut child = relay(
         &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
@@ -73,21 +73,36 @@ fn plain_start_prints_the_agent_command_and_keeps_its_token_and_certificate() {
     .spawn()
     .expect("start relay-server");
     let banner = Lines::of(&mut child)
-        .until(|line| line.contains("relay-agent --relay"))
+        .until(|line| line.contains("setWebhook"))
         .unwrap_or_else(|banner| {
             let _ = child.kill();
-            panic!("no agent command printed; got {banner:?}");
+            panic!("no agent command and certificate printed; got {banner:?}");
         });
     let token = std::fs::read_to_string(dir.join("relay-data/agent-token")).expect("token kept");
-    let command = banner
+    let cert = dir.join("relay-data/tls/self-signed-cert.pem");
+    let first = banner
         .iter()
-        .find(|l| l.contains("relay-agent --relay"))
-        .expect("command");
-    assert!(command.contains("wss://127.0.0.1:"), "{command}");
-    assert!(command.contains(token.trim()), "{command}");
+        .position(|l| l.contains("RELAY_JOIN="))
+        .expect("the environment form");
+    let second = banner
+        .iter()
+        .position(|l| l.contains("relay-agent --join"))
+        .expect("the flag form");
     assert!(
-        command.contains("--ca ") && command.contains("self-signed-cert.pem"),
-        "{command}"
+        first < second,
+        "the environment form comes first: {banner:?}"
+    );
+    let value = banner[first]
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("RELAY_JOIN="))
+        .expect("value");
+    let join = protocol::Join::parse(value).expect("a join value");
+    assert!(join.relay.starts_with("wss://127.0.0.1:"), "{}", join.relay);
+    assert_eq!(join.token.expose(), token.trim());
+    assert_eq!(join.pin, Some(pin_of(&cert)));
+    assert!(
+        banner[first].contains("relay-agent --bot NAME="),
+        "{banner:?}"
     );
     assert!(
         banner
@@ -95,11 +110,113 @@ fn plain_start_prints_the_agent_command_and_keeps_its_token_and_certificate() {
             .any(|l| l.contains("https://127.0.0.1:") && l.contains("/hook/NAME")),
         "{banner:?}"
     );
-    assert!(dir.join("relay-data/tls/self-signed-cert.pem").exists());
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("self-signed-cert.pem") && l.contains("Telegram")),
+        "where the certificate to upload is: {banner:?}"
+    );
 
     terminate(&child);
     let (status, stderr) = RELAY.wait(child);
     assert!(status.success(), "SIGTERM should exit 0: {stderr}");
+
+    // Later starts do not repeat the token; `relay-server join` prints the value on request.
+    let mut child = relay(
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &dir,
+    )
+    .spawn()
+    .expect("start relay-server");
+    let banner = Lines::of(&mut child)
+        .until(|line| line.contains("relay-server join"))
+        .unwrap_or_else(|banner| {
+            let _ = child.kill();
+            panic!("no pointer to `relay-server join`; got {banner:?}");
+        });
+    assert!(
+        !banner.iter().any(|l| l.contains(token.trim())),
+        "{banner:?}"
+    );
+    terminate(&child);
+    RELAY.wait(child);
+    let output = relay(&["--public-host", "relay.example.com", "join"], &dir)
+        .output()
+        .expect("relay-server join");
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let join = protocol::Join::parse(printed.trim()).expect("a join value");
+    assert_eq!(join.relay, "wss://relay.example.com:8443");
+    assert_eq!(join.token.expose(), token.trim());
+}
+
+/// The SHA-256 pin of the first certificate in the PEM file `path`.
+fn pin_of(path: &Path) -> protocol::Pin {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .expect("pem")
+        .next()
+        .expect("one certificate")
+        .expect("valid");
+    protocol::Pin::of(&der)
+}
+
+#[test]
+fn cert_prints_the_file_to_upload_and_its_fingerprint() {
+    let dir = temp_dir("cert-command");
+    let (status, stderr) = RELAY.run(&["cert"], &dir);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("start the relay once"), "{stderr}");
+    let mut server = Server::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--public-host",
+            "203.0.113.7",
+        ],
+        &dir,
+    );
+    server.terminate();
+    let output = relay(&["cert"], &dir).output().expect("relay-server cert");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let cert = dir.join("relay-data/tls/self-signed-cert.pem");
+    assert!(text.contains(&pin_of(&cert).to_string()), "{text}");
+    assert!(
+        text.contains("names:       203.0.113.7, localhost"),
+        "{text}"
+    );
+    assert!(text.contains("certificate=@"), "{text}");
+}
+
+#[test]
+fn sighup_reloads_instead_of_stopping() {
+    let dir = temp_dir("sighup");
+    let mut server = Server::start(
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &dir,
+    );
+    for _ in 0..2 {
+        let hup = Command::new("kill")
+            .args(["-HUP", &server.child.id().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(hup.success());
+    }
+    // Still serving after both signals (the default action of SIGHUP would have ended it).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        assert!(
+            server.child.try_wait().expect("try_wait").is_none(),
+            "SIGHUP ended the relay: {}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = server.terminate();
+    assert!(status.success(), "SIGTERM still stops it cleanly");
 }
 
 /// A `relay-server` serving in the background. Dropping it kills it, so a failing test leaves no

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`init_logging`]: `tracing` to stderr, filtered by `RUST_LOG`, colour only on a terminal.
 //! - [`cancel_on_signal`]: SIGTERM and SIGINT cancel a token, for a graceful drain.
+//! - [`on_reload_signal`]: SIGHUP asks for a reload instead of ending the process.
 //! - [`fail`]: the one-line error and the exit status.
 //! - [`toml_error`]: a config file's parse error on one line, without the line's text.
 //! - [`share`]: a concurrency limit shared fairly by the bots behind one agent.
@@ -52,6 +53,26 @@ pub fn cancel_on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!("shutting down");
         shutdown.cancel();
     });
+    Ok(())
+}
+
+/// SIGHUP calls `reload` (and is logged) instead of ending the process, which is its default
+/// action. The handler is installed before this returns. Must be called inside a Tokio runtime;
+/// elsewhere than Unix there is no SIGHUP and this does nothing.
+pub fn on_reload_signal(reload: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("reloading (SIGHUP)");
+                reload();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = reload;
     Ok(())
 }
 

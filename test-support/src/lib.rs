@@ -4,12 +4,14 @@
 //!
 //! # Layout
 //! - [`bot`]: [`TestBot`], a local bot that records what reaches it and answers as told.
+//! - [`tls`]: which certificate a TLS server presents, seen by a client that accepts any.
 //! - [`process`]: running the binaries: clean environment, deadlines, SIGTERM, output.
 //! - [`tmpfs`]: [`Tmpfs`], a small tmpfs a test mounts to fill a disk for real.
 //! - [`temp_dir`], [`TempDir`]: a fresh directory per fixture, kept or removed on drop.
 
 pub mod bot;
 pub mod process;
+pub mod tls;
 pub mod tmpfs;
 
 use std::path::{Path, PathBuf};

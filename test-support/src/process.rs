@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Environment variables a user's shell may hold that would change what the binaries do.
-const SECRET_ENV: [&str; 2] = ["RELAY_AGENT_TOKEN", "RELAY_ADMIN_TOKEN"];
+const SECRET_ENV: [&str; 3] = ["RELAY_AGENT_TOKEN", "RELAY_ADMIN_TOKEN", "RELAY_JOIN"];
 
 /// One of the workspace's binaries.
 #[derive(Debug, Clone, Copy)]

@@ -36,7 +36,7 @@ impl TestRelay {
     pub fn config() -> Config {
         let mut config = Config::new(crate::temp_dir("relay"));
         config.agent_token = Some(Secret::new(TOKEN));
-        config.tls = TlsMode::SelfSigned;
+        config.tls = TlsMode::self_signed();
         config.admin_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config
     }

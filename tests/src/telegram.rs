@@ -10,7 +10,10 @@ use hyper::client::conn::http1::handshake;
 use hyper::header::HeaderMap;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use rustls::RootCertStore;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::UnixTime;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
@@ -68,6 +71,29 @@ impl FakeTelegram {
         Self {
             addr: relay.addr,
             tls,
+            secret: None,
+        }
+    }
+
+    /// A sender that trusts exactly `cert`, the certificate uploaded with setWebhook, whatever its
+    /// name or CA flag: Telegram takes a self-signed certificate made by `openssl req -x509`
+    /// (marked CA:TRUE), which webpki would refuse as a root for a server's own certificate.
+    /// The handshake signature is still checked.
+    pub fn uploaded(relay: &TestRelay, cert: CertificateDer<'static>) -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(Uploaded {
+            cert,
+            algorithms: provider.signature_verification_algorithms,
+        });
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Self {
+            addr: relay.addr,
+            tls: Some(tokio_rustls::TlsConnector::from(Arc::new(config))),
             secret: None,
         }
     }
@@ -163,6 +189,52 @@ impl FakeTelegram {
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// See [`FakeTelegram::uploaded`].
+#[derive(Debug)]
+struct Uploaded {
+    cert: CertificateDer<'static>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Uploaded {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if *end_entity == self.cert {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::CertificateError::UnknownIssuer.into())
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
 
 async fn read_reply(response: hyper::Response<hyper::body::Incoming>) -> Result<Reply, String> {
     let status = response.status().as_u16();

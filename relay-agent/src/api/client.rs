@@ -1,5 +1,5 @@
-//! The HTTP client for the Bot API: pooled keep-alive connections over TLS (the same rustls
-//! settings the agent uses for the relay) or plain HTTP for a local Bot API server.
+//! The HTTP client for the Bot API: pooled keep-alive connections over TLS (the system's roots,
+//! never the relay's pin) or plain HTTP for a local Bot API server.
 //!
 //! hyper-util's pooled client needs a connector; this one is hyper-util's `HttpConnector` (DNS,
 //! happy eyeballs, connect timeout) with a tokio-rustls handshake on top. Written here rather than
@@ -40,7 +40,7 @@ pub(crate) type ApiClient = Client<ApiConnector, Full<Bytes>>;
 /// A client for `url`: reads the system's root certificates when `url` is `https://`.
 pub(crate) fn build(url: &ApiUrl) -> Result<ApiClient, AgentError> {
     let tls = if url.is_tls() {
-        Some(TlsConnector::from(tls::client_config(None)?))
+        Some(TlsConnector::from(tls::api_config()?))
     } else {
         None
     };

@@ -15,6 +15,15 @@ use protocol::Secret;
     after_help = "Stops cleanly on SIGTERM or Ctrl-C (SIGINT). Logging follows RUST_LOG (default: info)."
 )]
 pub struct Cli {
+    /// The join value relay-server's banner prints (rj1.…): the relay's URL, the agent token and,
+    /// for a self-signed certificate, its pin, in one value. Prefer the environment variable, so
+    /// the token does not show in the process list. --relay, --token (or RELAY_AGENT_TOKEN),
+    /// --ca and --pin, and the same keys in the config file, each win over its part; --ca or
+    /// --pin replace its pin.
+    #[arg(long, env = "RELAY_JOIN", hide_env_values = true, value_name = "VALUE",
+          value_parser = parse_secret)]
+    pub join: Option<Secret>,
+
     /// The relay's address: ws://HOST:PORT or wss://HOST:PORT (the port defaults to 80 / 443).
     /// A path, if any, is kept and /agent/v1 is appended.
     #[arg(long, value_name = "URL")]
@@ -27,16 +36,26 @@ pub struct Cli {
     pub token: Option<Secret>,
 
     /// A PEM file with the certificate(s) to trust for the relay, in addition to the system's
-    /// roots; needed when relay-server uses a self-signed certificate.
+    /// roots; needed when relay-server uses a self-signed certificate. A certificate in it that
+    /// the relay presents as is, is trusted as that exact certificate, even when it is marked
+    /// CA:TRUE or names only an IP address (as openssl req -x509 makes them); others in it act
+    /// as CAs.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+
+    /// Trust the relay's certificate by its SHA-256 fingerprint, sha256:HEX (64 hex digits;
+    /// colons between pairs, as openssl prints them, are fine), with no file. A pin is exact:
+    /// given without --ca, no other certificate is trusted for the relay, not even one from a
+    /// public CA. The Bot API is never pinned.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub pin: Option<String>,
 
     /// A bot to serve: its name on the relay and the plain-HTTP URL of its local webhook
     /// endpoint, e.g. echo=http://127.0.0.1:8080/webhook. Repeat for more bots.
     #[arg(long = "bot", value_name = "NAME=URL")]
     pub bots: Vec<String>,
 
-    /// A TOML file with the same settings (keys: relay, token, ca, name, max_concurrency,
+    /// A TOML file with the same settings (keys: join, relay, token, ca, pin, name, max_concurrency,
     /// reserved_per_bot, request_timeout, heartbeat_timeout, startup_timeout, state_dir,
     /// api_url, and a [bots.NAME] table with url and bot_token).
     #[arg(long, value_name = "FILE")]

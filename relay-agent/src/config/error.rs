@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use protocol::bot_name;
+use protocol::{JoinError, PinError, bot_name};
 
 use crate::url::UrlError;
 
@@ -11,13 +11,17 @@ use crate::url::UrlError;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// No relay URL anywhere.
-    #[error("no relay URL: pass --relay wss://HOST:PORT (or set relay in the config file)")]
+    #[error(
+        "no relay URL: pass --join with the value relay-server's banner prints (or set RELAY_JOIN), or --relay wss://HOST:PORT (or set relay in the config file)"
+    )]
     MissingRelay,
     /// A relay or Bot API URL that is not usable.
     #[error(transparent)]
     Url(#[from] UrlError),
     /// No token anywhere.
-    #[error("no agent token: pass --token, set RELAY_AGENT_TOKEN, or set token in the config file")]
+    #[error(
+        "no agent token: pass --token, set RELAY_AGENT_TOKEN or RELAY_JOIN, or set token in the config file"
+    )]
     MissingToken,
     /// The token cannot go into an HTTP header.
     #[error("the agent token {0}: copy it again from the relay's configuration")]
@@ -66,6 +70,22 @@ pub enum ConfigError {
     /// The same bot name twice.
     #[error("bot '{0}' is declared twice: give each bot one --bot flag or one [bots.NAME] table")]
     DuplicateBot(String),
+    /// A join value that cannot be read. The value is not repeated: it holds the token.
+    #[error("{key}: {error}")]
+    Join {
+        /// Where it came from.
+        key: &'static str,
+        /// What is wrong with it.
+        error: JoinError,
+    },
+    /// A `--pin` that is not `sha256:` and 64 hex digits.
+    #[error("{key}: {error}")]
+    Pin {
+        /// Where it came from.
+        key: &'static str,
+        /// What is wrong with it.
+        error: PinError,
+    },
     /// A number or duration out of range.
     #[error("{key} {reason}")]
     Value {

@@ -17,6 +17,8 @@ pub(super) struct File {
     pub(super) relay: Option<String>,
     pub(super) token: Option<Secret>,
     pub(super) ca: Option<PathBuf>,
+    pub(super) pin: Option<String>,
+    pub(super) join: Option<Secret>,
     pub(super) name: Option<String>,
     pub(super) max_concurrency: Option<usize>,
     pub(super) reserved_per_bot: Option<usize>,

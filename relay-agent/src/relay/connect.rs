@@ -20,7 +20,7 @@ use protocol::Tracked;
 use crate::config::{Config, ConfigError};
 use crate::error::AgentError;
 use crate::text::seconds;
-use crate::tls;
+use crate::tls::{self, PinMismatch};
 use crate::url::{RelayUrl, UrlError};
 
 /// Bytes read from the relay's socket at a time. tungstenite zero-fills its whole read buffer
@@ -57,13 +57,17 @@ pub(crate) struct Dialer {
 }
 
 impl Dialer {
-    /// A dialer for `config`'s relay; reads the system roots and `--ca` when the relay is `wss://`.
+    /// A dialer for `config`'s relay; reads the system roots and `--ca`, and takes `--pin`, when the
+    /// relay is `wss://`.
     pub(crate) fn new(config: &Config) -> Result<Dialer, AgentError> {
         let tls = if config.relay.is_tls() {
-            Some(tls::client_config(config.ca.as_deref())?)
+            Some(tls::relay_config(config.ca.as_deref(), config.pin)?)
         } else {
             if let Some(ca) = &config.ca {
                 tracing::warn!(ca = %ca.display(), "--ca is ignored: the relay URL is ws://, not wss://");
+            }
+            if let Some(pin) = &config.pin {
+                tracing::warn!(%pin, "--pin is ignored: the relay URL is ws://, not wss://");
             }
             None
         };
@@ -169,10 +173,20 @@ impl Dialer {
 
 /// The fatal error for an I/O error that carries a rustls certificate verdict.
 fn untrusted(error: &std::io::Error) -> Option<AgentError> {
-    match error.get_ref()?.downcast_ref::<rustls::Error>()? {
-        rustls::Error::InvalidCertificate(reason) => Some(AgentError::UntrustedCertificate {
-            reason: reason.to_string(),
-        }),
-        _ => None,
+    let rustls::Error::InvalidCertificate(reason) =
+        error.get_ref()?.downcast_ref::<rustls::Error>()?
+    else {
+        return None;
+    };
+    if let rustls::CertificateError::Other(other) = reason
+        && let Some(mismatch) = other.0.downcast_ref::<PinMismatch>()
+    {
+        return Some(AgentError::PinMismatch {
+            presented: mismatch.presented,
+            expected: mismatch.expected,
+        });
     }
+    Some(AgentError::UntrustedCertificate {
+        reason: reason.to_string(),
+    })
 }

@@ -14,24 +14,24 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 
 use super::api::REQUEST_TIMEOUT;
-use crate::config::{Command, DeadLetterAction};
+use crate::config::{AdminCommand, DeadLetterAction};
 
 /// Runs one command against the admin API at `address` and returns what to print.
 pub async fn client(
-    command: Command,
+    command: AdminCommand,
     address: SocketAddr,
     token: &Secret,
 ) -> Result<String, AdminError> {
     let (method, path) = match &command {
-        Command::Stats => (Method::GET, "/stats".to_owned()),
-        Command::DeadLetters(DeadLetterAction::List { bot }) => match bot {
+        AdminCommand::Stats => (Method::GET, "/stats".to_owned()),
+        AdminCommand::DeadLetters(DeadLetterAction::List { bot }) => match bot {
             Some(bot) => (Method::GET, format!("/dead-letters?bot={bot}")),
             None => (Method::GET, "/dead-letters".to_owned()),
         },
-        Command::DeadLetters(DeadLetterAction::Replay { bot, seq }) => {
+        AdminCommand::DeadLetters(DeadLetterAction::Replay { bot, seq }) => {
             (Method::POST, format!("/dead-letters/{bot}/{seq}/replay"))
         }
-        Command::DeadLetters(DeadLetterAction::Drop { bot, seq }) => {
+        AdminCommand::DeadLetters(DeadLetterAction::Drop { bot, seq }) => {
             (Method::DELETE, format!("/dead-letters/{bot}/{seq}"))
         }
     };
@@ -137,9 +137,9 @@ pub async fn call(
 }
 
 /// Human-readable output of a command's answer.
-fn render(command: &Command, value: &Value) -> String {
+fn render(command: &AdminCommand, value: &Value) -> String {
     match command {
-        Command::DeadLetters(DeadLetterAction::List { .. }) => {
+        AdminCommand::DeadLetters(DeadLetterAction::List { .. }) => {
             let rows = value.as_array().map(Vec::as_slice).unwrap_or_default();
             if rows.is_empty() {
                 return "no dead letters".into();
@@ -165,13 +165,15 @@ fn render(command: &Command, value: &Value) -> String {
             }
             out.trim_end().to_owned()
         }
-        Command::DeadLetters(DeadLetterAction::Replay { bot, seq }) => {
+        AdminCommand::DeadLetters(DeadLetterAction::Replay { bot, seq }) => {
             format!(
                 "replayed {bot} {seq}: queued again as {}",
                 value.get("seq").unwrap_or(&Value::Null)
             )
         }
-        Command::DeadLetters(DeadLetterAction::Drop { bot, seq }) => format!("dropped {bot} {seq}"),
-        Command::Stats => serde_json::to_string_pretty(value).unwrap_or_default(),
+        AdminCommand::DeadLetters(DeadLetterAction::Drop { bot, seq }) => {
+            format!("dropped {bot} {seq}")
+        }
+        AdminCommand::Stats => serde_json::to_string_pretty(value).unwrap_or_default(),
     }
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use super::tls::KeyKind;
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +41,28 @@ pub struct Cli {
     /// Serve plain HTTP, for running behind a proxy that terminates TLS
     #[arg(long)]
     pub no_tls: bool,
+    /// The key of a new self-signed certificate: rsa (RSA-2048, as Telegram's guide makes it) or
+    /// ecdsa (P-256). An existing certificate is kept unless this asks for another kind
+    /// [default: rsa]
+    #[arg(long, value_name = "KIND", conflicts_with_all = ["no_tls", "tls_cert", "acme_domains"])]
+    pub self_signed_key: Option<KeyKind>,
+    /// Get a certificate for this domain from an ACME CA (Let's Encrypt by default) and renew it;
+    /// repeat for more names on the same certificate
+    #[arg(long = "acme-domain", value_name = "NAME", conflicts_with_all = ["no_tls", "tls_cert"])]
+    pub acme_domains: Vec<String>,
+    /// Contact address for the ACME account (the CA's expiry notices)
+    #[arg(long, value_name = "ADDR")]
+    pub acme_email: Option<String>,
+    /// The ACME CA's directory URL [default: Let's Encrypt production]
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// A PEM root certificate to trust for the ACME CA's own API (private CAs, tests)
+    #[arg(long, value_name = "FILE")]
+    pub acme_ca: Option<PathBuf>,
+    /// Answer ACME HTTP-01 challenges on this address (port 80), redirecting everything else to
+    /// HTTPS; without it the relay answers TLS-ALPN-01 on its own TLS port
+    #[arg(long, value_name = "ADDR")]
+    pub acme_http_listen: Option<SocketAddr>,
     /// Host name or IP address the public reaches this relay at: added to the self-signed
     /// certificate and used in the printed commands
     #[arg(long, value_name = "HOST")]
@@ -70,9 +94,23 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// What the command line can ask a running relay.
+/// What the command line can ask: the first two read the data dir, the others a running relay.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Print the served certificate's file, names, expiry and SHA-256 fingerprint (the file is
+    /// what to upload to Telegram as setWebhook's `certificate` when it is self-signed)
+    Cert,
+    /// Print the join value an agent needs (relay URL, agent token and certificate pin), for
+    /// `RELAY_JOIN=... relay-agent`
+    Join,
+    /// Ask the running relay's admin API.
+    #[command(flatten)]
+    Admin(AdminCommand),
+}
+
+/// What the command line can ask a running relay's admin API.
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
     /// Show delivery counters and queue sizes
     Stats,
     /// List, replay or drop stored updates that kept failing

@@ -9,9 +9,10 @@ use std::time::Duration;
 use protocol::Secret;
 use serde::Deserialize;
 
+use super::tls::{FileTls, TlsFlags};
 use super::{
     AgentGrant, BotSettings, Cli, Config, ConfigError, DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR,
-    DEFAULT_THREADS, DeliveryMode, DeliverySettings, IpRange, Limits, TlsMode,
+    DEFAULT_THREADS, DeliveryMode, DeliverySettings, IpRange, Limits,
 };
 
 /// The configuration file. Every key is optional; unknown keys are an error.
@@ -35,15 +36,6 @@ pub(super) struct FileConfig {
     agents: Vec<FileAgent>,
     #[serde(default)]
     bots: BTreeMap<String, FileBot>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileTls {
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    /// `false` for plain HTTP behind a TLS-terminating proxy; absent means on.
-    enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,19 +110,18 @@ impl Config {
     }
 
     pub(super) fn merge(cli: Cli, file: FileConfig) -> Result<Self, ConfigError> {
-        let tls = if cli.no_tls || file.tls.enabled == Some(false) {
-            TlsMode::Off
-        } else {
-            match (cli.tls_cert.or(file.tls.cert), cli.tls_key.or(file.tls.key)) {
-                (Some(cert), Some(key)) => TlsMode::Files { cert, key },
-                (None, None) => TlsMode::SelfSigned,
-                _ => {
-                    return Err(ConfigError::Invalid(
-                        "give both a TLS certificate and its key, or neither".into(),
-                    ));
-                }
-            }
-        };
+        let tls = TlsFlags {
+            no_tls: cli.no_tls,
+            cert: cli.tls_cert,
+            key: cli.tls_key,
+            self_signed_key: cli.self_signed_key,
+            acme_domains: cli.acme_domains,
+            acme_email: cli.acme_email,
+            acme_directory: cli.acme_directory,
+            acme_ca: cli.acme_ca,
+            acme_http_listen: cli.acme_http_listen,
+        }
+        .merge(file.tls)?;
         let defaults = Limits::default();
         let delivery = DeliverySettings::default();
         let given = file.limits;

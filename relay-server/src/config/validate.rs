@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Config, ConfigError, MAX_THREADS, MIN_TOKEN_LEN};
+use super::{Config, ConfigError, MAX_THREADS, MIN_TOKEN_LEN, TlsMode};
 
 /// Bodies under this are not worth configuring; it also keeps the check against the frame limit honest.
 const MIN_BODY_BYTES: usize = 1024;
@@ -123,6 +123,9 @@ impl Config {
             return invalid(format!(
                 "public_host {host:?} must be a bare host name or IP address"
             ));
+        }
+        if let TlsMode::Acme(acme) = &self.tls {
+            acme.validate()?;
         }
         Ok(())
     }
