@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
 
 /// The command line.
@@ -40,6 +40,10 @@ pub struct Options {
     /// Where relay-server and relay-agent are [default: the directory of this executable]
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+    /// Run only this load shape, by its label in the table (`c=40 new conn`, `c=1 keep-alive`);
+    /// repeatable. The other measurements still run
+    #[arg(long = "shape", value_name = "SHAPE")]
+    pub shapes: Vec<String>,
 }
 
 /// One load shape: how many connections wrk keeps busy, and whether it reuses them.
@@ -128,19 +132,31 @@ impl Plan {
             });
         }
         let duration = Duration::from_secs(options.duration);
+        let mut shapes = vec![
+            keep(1),
+            keep(10),
+            keep(40),
+            keep(100),
+            Shape {
+                connections: 40,
+                keep_alive: false,
+            },
+        ];
+        if !options.shapes.is_empty() {
+            if let Some(unknown) = options
+                .shapes
+                .iter()
+                .find(|label| !shapes.iter().any(|shape| shape.label() == **label))
+            {
+                let known: Vec<String> = shapes.iter().map(|shape| shape.label()).collect();
+                bail!("no load shape {unknown:?}; the shapes are {known:?}");
+            }
+            shapes.retain(|shape| options.shapes.contains(&shape.label()));
+        }
         Ok(Plan {
             duration,
             rounds: options.rounds,
-            shapes: vec![
-                keep(1),
-                keep(10),
-                keep(40),
-                keep(100),
-                Shape {
-                    connections: 40,
-                    keep_alive: false,
-                },
-            ],
+            shapes,
             warmup: Duration::from_secs(1),
             idle_agents: usize::try_from(options.idle_agents).unwrap_or(1000),
             in_flight: 400,
