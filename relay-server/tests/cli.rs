@@ -153,7 +153,10 @@ fn plain_start_prints_one_join_line_that_carries_url_token_and_pin() {
     // at the next start: no value that would stop working then.
     let (status, stderr) = RELAY.run(&["--public-host", "relay.example.com", "join"], &dir);
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("start the relay with this public host first"), "{stderr}");
+    assert!(
+        stderr.contains("start the relay with this public host first"),
+        "{stderr}"
+    );
 }
 
 /// The SHA-256 pin of the first certificate in the PEM file `path`.

@@ -44,6 +44,8 @@ const FIRST_RETRY: Duration = Duration::from_secs(2 * 60);
 /// The longest wait between attempts: a fixed DNS record or firewall is picked up within the
 /// hour, and a failing setup costs the CA one request an hour.
 const MAX_RETRY: Duration = Duration::from_secs(60 * 60);
+/// The longest single sleep while waiting for the next issuance.
+const RECHECK: Duration = Duration::from_secs(60 * 60);
 /// One issuance from account to kept chain: the CA's validation and signing (each polled for at
 /// most two minutes) and a few requests of at most 30 s each.
 const ISSUE_DEADLINE: Duration = Duration::from_secs(6 * 60);
@@ -141,8 +143,13 @@ async fn keep_renewed(issuer: Issuer, mut next: SystemTime) {
     let domains = issuer.settings.domains.clone();
     let mut retry = Backoff::default();
     loop {
-        let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
-        tokio::time::sleep(wait).await;
+        // Weeks of waiting in steps of at most an hour, each measured on the wall clock, so that
+        // a suspended machine or a clock set forward cannot carry the renewal past its time.
+        while let Ok(wait) = next.duration_since(SystemTime::now())
+            && !wait.is_zero()
+        {
+            tokio::time::sleep(wait.min(RECHECK)).await;
+        }
         let issued = match tokio::time::timeout(ISSUE_DEADLINE, issuer.issue()).await {
             Ok(issued) => issued,
             Err(_) => Err(error::AcmeError::Timeout(ISSUE_DEADLINE)),
