@@ -19,10 +19,12 @@ pub struct Cli {
     /// Address to listen on, for webhooks and agents alike [default: 0.0.0.0:8443]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Directory for the generated agent token and self-signed certificate [default: ./relay-data]
+    /// Directory for the generated tokens, certificates (self-signed or ACME) and the store
+    /// [default: ./relay-data]
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// PEM certificate chain to serve (for example Let's Encrypt's fullchain.pem)
+    /// PEM certificate chain to serve (for example certbot's fullchain.pem); read again when it
+    /// changes and on SIGHUP, without dropping connections
     #[arg(
         long,
         value_name = "FILE",
@@ -63,8 +65,9 @@ pub struct Cli {
     /// HTTPS; without it the relay answers TLS-ALPN-01 on its own TLS port
     #[arg(long, value_name = "ADDR")]
     pub acme_http_listen: Option<SocketAddr>,
-    /// Host name or IP address the public reaches this relay at: added to the self-signed
-    /// certificate and used in the printed commands
+    /// Host name or IP address the public reaches this relay at: put first in the self-signed
+    /// certificate, used in the join value and the printed commands, and checked against the
+    /// served certificate at start [default: the first --acme-domain]
     #[arg(long, value_name = "HOST")]
     pub public_host: Option<String>,
     /// Token agents must present; may serve any bot. Generated and kept in the data dir if not given
