@@ -106,7 +106,7 @@ pub enum Command {
     /// Print the join value an agent needs (relay URL, agent token and certificate pin), for
     /// `RELAY_JOIN=... relay-agent`
     Join {
-        /// The [[agents]] entry whose token to put in it [default: the any-bot token]
+        /// The `[[agents]]` entry whose token to put in it [default: the any-bot token]
         #[arg(long, value_name = "NAME")]
         agent: Option<String>,
     },
