@@ -237,7 +237,9 @@ fn print_banner(relay: &Relay, listener: &TcpListener, config_file: Option<&Path
             "The certificate is self-signed: upload {} to Telegram as setWebhook's `certificate`",
             cert.display()
         );
-        println!("(`relay-server cert` shows how); agents trust it by the pin in the join value.");
+        println!(
+            "(`relay-server cert` shows how); agents trust it by its pin, which the join value carries."
+        );
     }
     println!();
 }
