@@ -12,26 +12,47 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// Accepts any certificate chain: the test looks at the chain itself afterwards.
+/// A verifier for tests that checks the handshake's signatures but no chain: it accepts any
+/// certificate (the test looks at the chain itself afterwards), or exactly one, as Telegram
+/// trusts a certificate uploaded with `setWebhook`.
 #[derive(Debug)]
-pub struct AnyCertificate(WebPkiSupportedAlgorithms);
+pub struct AnyCertificate {
+    only: Option<CertificateDer<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
 impl Default for AnyCertificate {
     fn default() -> Self {
-        Self(ring::default_provider().signature_verification_algorithms)
+        Self {
+            only: None,
+            algorithms: ring::default_provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl AnyCertificate {
+    /// Accepts `cert` as the server's certificate and nothing else.
+    pub fn exactly(cert: CertificateDer<'static>) -> Self {
+        Self {
+            only: Some(cert),
+            ..Self::default()
+        }
     }
 }
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
         &self,
-        _: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _: &[CertificateDer<'_>],
         _: &ServerName<'_>,
         _: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        match &self.only {
+            Some(only) if only != end_entity => Err(rustls::CertificateError::UnknownIssuer.into()),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -40,7 +61,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -49,11 +70,11 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 

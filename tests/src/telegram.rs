@@ -10,10 +10,7 @@ use hyper::client::conn::http1::handshake;
 use hyper::header::HeaderMap;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::UnixTime;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
@@ -81,10 +78,7 @@ impl FakeTelegram {
     /// The handshake signature is still checked.
     pub fn uploaded(relay: &TestRelay, cert: CertificateDer<'static>) -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(Uploaded {
-            cert,
-            algorithms: provider.signature_verification_algorithms,
-        });
+        let verifier = Arc::new(test_support::tls::AnyCertificate::exactly(cert));
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("versions")
@@ -189,52 +183,6 @@ impl FakeTelegram {
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-/// See [`FakeTelegram::uploaded`].
-#[derive(Debug)]
-struct Uploaded {
-    cert: CertificateDer<'static>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Uploaded {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if *end_entity == self.cert {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::CertificateError::UnknownIssuer.into())
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
 
 async fn read_reply(response: hyper::Response<hyper::body::Incoming>) -> Result<Reply, String> {
     let status = response.status().as_u16();
